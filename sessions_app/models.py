@@ -1,0 +1,452 @@
+"""The session domain.
+
+Every row belongs to exactly one tenant. Cross-tenant references are refused by services and,
+on PostgreSQL, by composite foreign keys (see migration 0002).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from sessions_app import lifecycle
+from sessions_app.lifecycle import Kind, Status
+
+
+class Tenant(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TenantMembership(models.Model):
+    """A user's membership in a workspace; `is_admin` makes them a tenant admin."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tenant_memberships"
+    )
+    is_admin = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user"], name="tenant_membership_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.tenant}{' (admin)' if self.is_admin else ''}"
+
+
+class Project(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "slug"], name="project_slug_unique"),
+            models.UniqueConstraint(fields=["id", "tenant"], name="project_id_tenant_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.IntegerChoices):
+    GUEST = 10, "Guest"
+    REPORTER = 20, "Reporter"
+    DEVELOPER = 30, "Developer"
+    MAINTAINER = 40, "Maintainer"
+    OWNER = 50, "Owner"
+
+
+class Membership(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="project_memberships"
+    )
+    role = models.PositiveSmallIntegerField(choices=Role.choices, default=Role.DEVELOPER)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.get_role_display()} of {self.project}"
+
+
+class Agent(models.Model):
+    """An agent and its session policy (enforced by the policy sweeps)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="agents")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="agents")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_agents"
+    )
+    name = models.CharField(max_length=200)
+    default_model = models.CharField(max_length=100, default="gpt-4o")
+    allowed_models = models.JSONField(default=list, blank=True)
+
+    # Session policy.
+    idle_timeout_seconds = models.PositiveIntegerField(default=30 * 60)
+    max_duration_seconds = models.PositiveIntegerField(default=4 * 60 * 60)
+    max_concurrent_sessions_per_user = models.PositiveIntegerField(null=True, blank=True)
+    auto_archive_days = models.PositiveIntegerField(default=30)
+    retention_days = models.PositiveIntegerField(default=30)
+    allow_model_override = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="agent_name_unique"),
+            models.UniqueConstraint(fields=["id", "tenant"], name="agent_id_tenant_unique"),
+            models.CheckConstraint(
+                condition=Q(idle_timeout_seconds__gt=0), name="agent_idle_timeout_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_duration_seconds__gt=F("idle_timeout_seconds")),
+                name="agent_max_duration_above_idle",
+            ),
+            models.CheckConstraint(
+                condition=Q(retention_days__gt=0) & Q(auto_archive_days__gt=0),
+                name="agent_days_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_concurrent_sessions_per_user__isnull=True)
+                | Q(max_concurrent_sessions_per_user__gt=0),
+                name="agent_max_concurrent_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Initiative(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="initiatives")
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="initiative_name_unique"),
+            models.UniqueConstraint(fields=["id", "tenant"], name="initiative_id_tenant_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentStatus(models.TextChoices):
+    WORKING = "working", "Working"
+    IDLE = "idle", "Idle"
+    WAITING_INPUT = "waiting_input", "Waiting for input"
+
+
+class StopReason(models.TextChoices):
+    USER = "user", "Stopped by a user"
+    IDLE_TIMEOUT = "idle_timeout", "Idle timeout"
+    MAX_DURATION = "max_duration", "Max duration reached"
+    POLICY = "policy", "Policy"
+    TRANSFER = "transfer", "Transferred"
+    RUNTIME = "runtime", "Runtime"
+
+
+class Origin(models.TextChoices):
+    WEB = "web", "Web"
+    VSCODE = "vscode", "VS Code"
+    SCHEDULED = "scheduled", "Scheduled"
+    TRIGGER = "trigger", "Trigger"
+    API = "api", "API"
+
+
+class CheckpointState(models.TextChoices):
+    NONE = "", "None"
+    AWAITING = "awaiting", "Awaiting approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+def _status_valid_for_kind() -> Q:
+    q = Q()
+    for kind, statuses in lifecycle.STATUSES.items():
+        q |= Q(kind=kind, status__in=sorted(statuses))
+    return q
+
+
+class AgentSession(models.Model):
+    """One flow run, background task or chat."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    short_id = models.CharField(max_length=8, db_index=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="sessions")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="sessions")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="sessions")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_sessions"
+    )
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices)
+    status_group = models.CharField(max_length=12, choices=lifecycle.Group.choices)
+    # Denormalised "is this session in a live status" so the list order (live first, then most
+    # recently changed) is one index scan.
+    live = models.BooleanField(default=True)
+    agent_status = models.CharField(max_length=20, choices=AgentStatus.choices, blank=True)
+    stalled = models.BooleanField(default=False)
+    checkpoint_state = models.CharField(
+        max_length=10, choices=CheckpointState.choices, blank=True, default=""
+    )
+    checkpoint_name = models.CharField(max_length=200, blank=True)
+
+    title = models.CharField(max_length=300)
+    model = models.CharField(max_length=100)
+    temperature = models.FloatField(default=0.7)
+    max_tokens = models.PositiveIntegerField(default=4000)
+    timeout_seconds = models.PositiveIntegerField(default=300)
+
+    current_step = models.PositiveIntegerField(default=0)
+    total_steps = models.PositiveIntegerField(default=0)
+    current_step_name = models.CharField(max_length=200, blank=True)
+    turns = models.PositiveIntegerField(default=0)
+    message_count = models.PositiveIntegerField(default=0)
+    last_seq = models.PositiveBigIntegerField(default=0)
+
+    error_code = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+    stop_reason = models.CharField(max_length=20, choices=StopReason.choices, blank=True)
+
+    sandbox = models.CharField(max_length=200, blank=True)
+    profile = models.CharField(max_length=200, blank=True)
+    runtime = models.CharField(max_length=200, blank=True)
+    repo = models.CharField(max_length=300, blank=True)
+    branch = models.CharField(max_length=200, blank=True)
+    origin = models.CharField(max_length=20, choices=Origin.choices, default=Origin.API)
+
+    initiative = models.ForeignKey(
+        Initiative, on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions"
+    )
+    parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children"
+    )
+    cloned_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="clones"
+    )
+    transferred_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="transfers"
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField()
+    archived_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    pinned = models.BooleanField(default=False)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=_status_valid_for_kind(), name="session_status_valid_for_kind"
+            ),
+            models.CheckConstraint(
+                condition=Q(temperature__gte=0) & Q(temperature__lte=2),
+                name="session_temperature_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_tokens__gte=100) & Q(max_tokens__lte=8000),
+                name="session_max_tokens_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(timeout_seconds__gte=60) & Q(timeout_seconds__lte=1800),
+                name="session_timeout_range",
+            ),
+            models.UniqueConstraint(fields=["id", "tenant"], name="session_id_tenant_unique"),
+        ]
+        indexes = [
+            # The list: per tenant, live first, then most recently changed (keyset order).
+            models.Index(
+                "tenant",
+                F("live").desc(),
+                F("last_activity_at").desc(),
+                F("id").desc(),
+                name="session_list_idx",
+                condition=Q(archived_at__isnull=True),
+            ),
+            models.Index(fields=["owner", "status_group"], name="session_owner_group_idx"),
+            # Policy sweeps: only open sessions are ever due, so index only those.
+            models.Index(
+                fields=["last_activity_at"],
+                name="session_open_activity_idx",
+                condition=Q(live=True),
+            ),
+            models.Index(
+                fields=["started_at"], name="session_open_started_idx", condition=Q(live=True)
+            ),
+            models.Index(
+                fields=["status_changed_at"],
+                name="session_stopping_idx",
+                condition=Q(status=Status.STOPPING),
+            ),
+            models.Index(
+                fields=["ended_at"],
+                name="session_archive_due_idx",
+                condition=Q(archived_at__isnull=True, ended_at__isnull=False),
+            ),
+            models.Index(
+                fields=["expires_at"], name="session_retention_idx", condition=Q(pinned=False)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def progress_text(self) -> str:
+        return lifecycle.progress_text(self)
+
+    @property
+    def progress_percent(self) -> int | None:
+        return lifecycle.progress_percent(self)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in lifecycle.TERMINAL[self.kind]
+
+
+class EventType(models.TextChoices):
+    MESSAGE = "message", "Message"
+    THINKING = "thinking", "Thinking"
+    TOOL_CALL = "tool_call", "Tool call"
+    TOOL_RESULT = "tool_result", "Tool result"
+    FILE_EDIT = "file_edit", "File edit"
+    STEP = "step", "Step"
+    CHECKPOINT = "checkpoint", "Checkpoint"
+    STATUS_CHANGE = "status_change", "Status change"
+    ACTION = "action", "Action"
+    ERROR = "error", "Error"
+    ARTIFACT = "artifact", "Artifact"
+    PROGRESS = "progress", "Progress"
+    AGENT_STATUS = "agent_status", "Agent status"
+
+
+class SessionEvent(models.Model):
+    """One transcript line; append-only, redacted before it is stored."""
+
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveBigIntegerField()
+    event_id = models.CharField(max_length=100)
+    type = models.CharField(max_length=20, choices=EventType.choices)
+    actor = models.CharField(max_length=200, blank=True)
+    payload = models.JSONField(default=dict)
+    redactions = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["session", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "seq"], name="event_seq_unique"),
+            models.UniqueConstraint(fields=["session", "event_id"], name="event_id_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.type}"
+
+
+class CommandKind(models.TextChoices):
+    CANCEL = "cancel", "Cancel"
+    STOP = "stop", "Stop"
+    PAUSE = "pause", "Pause"
+    RESUME = "resume", "Resume"
+    END = "end", "End"
+    MESSAGE = "message", "Message"
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+    TRANSFER = "transfer", "Transfer"
+
+
+class CommandStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    DELIVERED = "delivered", "Delivered"
+    APPLIED = "applied", "Applied"
+    REJECTED = "rejected", "Rejected"
+
+
+class RuntimeCommand(models.Model):
+    """Outbox from operators to the runtime that executes a session."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="commands")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="commands")
+    kind = models.CharField(max_length=20, choices=CommandKind.choices)
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=12, choices=CommandStatus.choices, default=CommandStatus.QUEUED
+    )
+    correlation_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    result = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    acked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [
+            models.Index(
+                fields=["agent", "created_at"],
+                name="command_pending_idx",
+                condition=Q(status__in=["queued", "delivered"]),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} -> {self.session_id} ({self.status})"
+
+
+class TokenKind(models.TextChoices):
+    RUNTIME = "runtime", "Runtime token"
+    PERSONAL = "personal", "Personal token"
+
+
+class ApiToken(models.Model):
+    """A bearer token; only its SHA-256 is stored (tokens are 256-bit random, so no KDF)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_tokens")
+    kind = models.CharField(max_length=10, choices=TokenKind.choices)
+    name = models.CharField(max_length=200)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="api_tokens",
+        help_text="Personal tokens act as this user; runtime tokens record who made them.",
+    )
+    agents = models.ManyToManyField(Agent, blank=True, related_name="runtime_tokens")
+    prefix = models.CharField(max_length=12, editable=False)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
