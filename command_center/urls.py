@@ -2,9 +2,16 @@ from __future__ import annotations
 
 from django.urls import path
 
-from command_center import views
+from command_center import agent_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("sessions/", views.sessions_page, name="sessions"),
+    path("agents/<int:agent_id>/settings/", agent_views.agent_settings, name="agent_settings"),
+    path("sessions/<str:session_id>/", views.session_detail, name="session_detail"),
+    path("sessions/<str:session_id>/events/", views.session_events, name="session_events"),
+    path("sessions/<str:session_id>/export.json", views.session_export, name="session_export"),
+    path("sessions/<str:session_id>/message/", views.session_message, name="session_message"),
+    path("sessions/<str:session_id>/actions/<str:verb>/", views.session_action, name="session_action"),
+    path("command-center/panel/", views.panel, name="panel"),
 ]

@@ -1,11 +1,29 @@
+"""Pages and htmx endpoints. Views parse input, call one selector or service, and render;
+the rules live in sessions_app."""
+
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET
+from typing import Any
 
-from sessions_app import selectors
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from command_center import filters, fragments
+from sessions_app import lifecycle, selectors, services
+from sessions_app.lifecycle import LifecycleError
+from sessions_app.models import Agent, Initiative, Project
+
+User = get_user_model()
+
+
+def _session_or_404(request: HttpRequest, session_id: Any) -> Any:
+    try:
+        return selectors.session_get_for_user(request.user, session_id)
+    except selectors.NotFound:
+        raise Http404("No such session, or you may not see it.") from None
 
 
 @require_GET
@@ -16,5 +34,161 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def sessions_page(request: HttpRequest) -> HttpResponse:
-    page = selectors.session_page(request.user, selectors.SessionFilter(), limit=50)
-    return render(request, "command_center/sessions.html", {"page": page})
+    try:
+        flt = filters.parse_filter(request.GET)
+    except filters.BadFilter as exc:
+        return render(
+            request,
+            "command_center/sessions.html",
+            {**_facet_context(request), "flt": selectors.SessionFilter(), "filter_error": str(exc),
+             "page": selectors.Page([], None), "nav": "sessions"},
+            status=400,
+        )
+    cursor = request.GET.get("cursor") or None
+    try:
+        page = selectors.session_page(request.user, flt, cursor=cursor, limit=50)
+    except selectors.InvalidCursor as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain")
+    filter_qs = filters.filter_query(flt)
+    ctx = {"page": page, "flt": flt, "filter_qs": filter_qs}
+    if cursor and request.htmx:
+        return render(request, "command_center/sessions.html#more-rows", ctx)
+    if request.htmx and request.GET.get("fragment") == "list":
+        return render(request, "command_center/sessions.html#list", ctx)
+    ctx.update(
+        _facet_context(request),
+        nav="sessions",
+        filter_active=bool(filter_qs),
+        ws_query=filters.filter_query(flt, view="list"),
+    )
+    return render(request, "command_center/sessions.html", ctx)
+
+
+def _facet_context(request: HttpRequest) -> dict[str, Any]:
+    access = selectors.access_for(request.user)
+    tenants = access.tenant_ids
+    people = User.objects.filter(tenant_memberships__tenant_id__in=tenants).distinct().order_by("username")
+    return {
+        "kinds": lifecycle.Kind.choices,
+        "groups": lifecycle.Group.choices,
+        "people": people if not access.superuser else User.objects.order_by("username")[:200],
+        "agents": Agent.objects.filter(tenant_id__in=tenants).order_by("name"),
+        "projects": Project.objects.filter(tenant_id__in=tenants).order_by("name"),
+        "initiatives": Initiative.objects.filter(tenant_id__in=tenants).order_by("name"),
+    }
+
+
+@require_GET
+@login_required
+def panel(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(fragments.panel_body_html(request.user))
+
+
+@require_GET
+@login_required
+def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
+    session = _session_or_404(request, session_id)
+    ctx = fragments.detail_context(request.user, session, **fragments.transcript_page(session))
+    ctx["ws_query"] = f"view=detail&session={session.pk}"
+    return render(request, "command_center/detail.html", ctx)
+
+
+@require_GET
+@login_required
+def session_events(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Older transcript pages ("Load earlier"): keyset by seq, never the whole transcript."""
+    session = _session_or_404(request, session_id)
+    raw = request.GET.get("before", "")
+    if not raw.isdigit():
+        return HttpResponse("before must be a positive event number", status=400, content_type="text/plain")
+    ctx = {"s": session, **fragments.transcript_page(session, before=int(raw))}
+    return render(request, "command_center/detail.html#older", ctx)
+
+
+ACTIONS = {
+    "cancel": services.session_cancel,
+    "stop": services.session_stop,
+    "pause": services.session_pause,
+    "resume": services.session_resume,
+    "end": services.session_end,
+}
+
+
+@require_POST
+@login_required
+def session_action(request: HttpRequest, session_id: str, verb: str) -> HttpResponse:
+    session = _session_or_404(request, session_id)
+    error = ""
+    status = 200
+    try:
+        if verb in ACTIONS:
+            ACTIONS[verb](session=session, user=request.user)
+        elif verb in ("approve", "reject"):
+            services.checkpoint_decide(session=session, user=request.user, approve=verb == "approve")
+        elif verb == "pin":
+            services.session_set_pinned(session=session, user=request.user, pinned=not session.pinned)
+        else:
+            raise Http404(f"Unknown action {verb!r}.")
+    except services.NotAllowed as exc:
+        error, status = str(exc), 403
+    except LifecycleError as exc:
+        error, status = str(exc), 409
+    session = _session_or_404(request, session_id)
+    if not request.htmx:
+        return redirect("session_detail", session_id=session.pk)
+    return HttpResponse(fragments.header_html(request.user, session, action_error=error), status=status)
+
+
+@require_POST
+@login_required
+def session_message(request: HttpRequest, session_id: str) -> HttpResponse:
+    session = _session_or_404(request, session_id)
+    text = request.POST.get("text", "")
+    ctx: dict[str, Any] = {"s": session, "can_act": selectors.can_act(request.user, session)}
+    status = 200
+    try:
+        services.message_send(session=session, user=request.user, text=text)
+        ctx["composer_sent"] = True
+    except services.NotAllowed as exc:
+        ctx.update(composer_error=str(exc), composer_text=text)
+        status = 403
+    except LifecycleError as exc:
+        ctx.update(composer_error=str(exc), composer_text=text)
+        status = 409 if not isinstance(exc, services.InvalidInput) else 400
+    if not request.htmx:
+        return redirect("session_detail", session_id=session.pk)
+    return render(request, "command_center/detail.html#composer", ctx, status=status)
+
+
+@require_GET
+@login_required
+def session_export(request: HttpRequest, session_id: str) -> HttpResponse:
+    """The redacted transcript as JSON, streamed from the database in seq order."""
+    session = _session_or_404(request, session_id)
+    data = {
+        "session": {
+            "id": str(session.pk),
+            "title": session.title,
+            "kind": session.kind,
+            "status": session.status,
+            "agent": session.agent.name,
+            "owner": session.owner.get_username(),
+            "model": session.model,
+            "created_at": session.created_at.isoformat(),
+        },
+        "events": [
+            {
+                "seq": e.seq,
+                "event_id": e.event_id,
+                "type": e.type,
+                "actor": e.actor,
+                "payload": e.payload,
+                "redactions": e.redactions,
+                "created_at": e.created_at.isoformat(),
+            }
+            for e in session.events.order_by("seq").iterator(chunk_size=1000)
+        ],
+    }
+    response = JsonResponse(data, json_dumps_params={"indent": 1})
+    response["Content-Disposition"] = f'attachment; filename="session-{session.short_id}.json"'
+    return response

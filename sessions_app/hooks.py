@@ -8,12 +8,17 @@ commits, so nobody hears about a change that was rolled back.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from uuid import UUID
 
 from django.db import transaction
 
-Listener = Callable[[UUID], None]
-_listeners: dict[str, list[Listener]] = {"session_changed": [], "command_queued": []}
+Listener = Callable[[Any], None]
+_listeners: dict[str, list[Listener]] = {
+    "session_changed": [],
+    "command_queued": [],
+    "sessions_deleted": [],
+}
 
 
 def register(topic: str, listener: Listener) -> None:
@@ -26,10 +31,10 @@ def unregister(topic: str, listener: Listener) -> None:
         _listeners[topic].remove(listener)
 
 
-def _notify_on_commit(topic: str, object_id: UUID) -> None:
+def _notify_on_commit(topic: str, payload: Any) -> None:
     def notify() -> None:
         for listener in list(_listeners[topic]):
-            listener(object_id)
+            listener(payload)
 
     transaction.on_commit(notify)
 
@@ -40,3 +45,10 @@ def session_changed(session_id: UUID) -> None:
 
 def command_queued(command_id: UUID) -> None:
     _notify_on_commit("command_queued", command_id)
+
+
+def sessions_deleted(facts: list[dict[str, Any]]) -> None:
+    """Deleted rows can no longer be loaded after commit, so the caller passes what the live
+    views need to route the removal: id, tenant_id, project_id, owner_id, agent_owner_id, kind."""
+    if facts:
+        _notify_on_commit("sessions_deleted", facts)

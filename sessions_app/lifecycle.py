@@ -163,6 +163,20 @@ def progress_percent(session: AgentSession) -> int | None:
     return min(100, round(100 * session.current_step / session.total_steps))
 
 
+EXPIRY_WARNING = timedelta(days=7)
+
+
+def expires_in_days(session: AgentSession, *, now: Any = None) -> int | None:
+    """Whole days left before retention deletes the session, for sessions within a week of
+    it; None when it is further away or pinned (exempt)."""
+    if session.pinned or session.expires_at is None:
+        return None
+    left = session.expires_at - (now or timezone.now())
+    if left > EXPIRY_WARNING:
+        return None
+    return max(0, left.days)
+
+
 def is_active_now(session: AgentSession, *, now: Any = None) -> bool:
     """DESIGN 5: flows and tasks in a live status; chats not ended with recent activity."""
     now = now or timezone.now()

@@ -11,13 +11,26 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from sessions_app import lifecycle
 from sessions_app.lifecycle import Kind
-from sessions_app.models import AgentSession, Membership, Role, SessionEvent, TenantMembership
+from sessions_app.models import (
+    Agent,
+    AgentSession,
+    ApiToken,
+    CommandStatus,
+    Initiative,
+    Membership,
+    Role,
+    RuntimeCommand,
+    SessionEvent,
+    TenantMembership,
+    TokenKind,
+)
 
 AnyUser = AbstractBaseUser | AnonymousUser
 
@@ -87,33 +100,54 @@ def sessions_visible_to(user: Any) -> QuerySet[AgentSession]:
     return AgentSession.objects.filter(visibility_q(access_for(user)))
 
 
-def can_view(user: Any, session: AgentSession) -> bool:
-    a = access_for(user)
+def may_view(
+    a: Access, *, owner_id: int, agent_owner_id: int, tenant_id: int, project_id: int, kind: str
+) -> bool:
+    """DESIGN 7 on plain values, so live pushes apply the same rule as queries."""
     if a.superuser:
         return True
     if a.user_id is None:
         return False
     return (
-        session.owner_id == a.user_id
-        or session.agent.owner_id == a.user_id
-        or session.tenant_id in a.admin_tenant_ids
-        or (session.kind != Kind.CHAT and session.project_id in a.developer_project_ids)
+        owner_id == a.user_id
+        or agent_owner_id == a.user_id
+        or tenant_id in a.admin_tenant_ids
+        or (kind != Kind.CHAT and project_id in a.developer_project_ids)
     )
+
+
+def may_act(
+    a: Access, *, owner_id: int, agent_owner_id: int, tenant_id: int, project_id: int, kind: str
+) -> bool:
+    """End, pause, resume, stop, cancel, transfer, delete, approve (DESIGN 7)."""
+    if a.superuser:
+        return True
+    if a.user_id is None:
+        return False
+    return (
+        owner_id == a.user_id
+        or agent_owner_id == a.user_id
+        or tenant_id in a.admin_tenant_ids
+        or (kind != Kind.CHAT and project_id in a.maintainer_project_ids)
+    )
+
+
+def _facts(session: AgentSession) -> dict[str, Any]:
+    return {
+        "owner_id": session.owner_id,
+        "agent_owner_id": session.agent.owner_id,
+        "tenant_id": session.tenant_id,
+        "project_id": session.project_id,
+        "kind": session.kind,
+    }
+
+
+def can_view(user: Any, session: AgentSession) -> bool:
+    return may_view(access_for(user), **_facts(session))
 
 
 def can_act(user: Any, session: AgentSession) -> bool:
-    """End, pause, resume, stop, cancel, transfer, delete, approve (DESIGN 7)."""
-    a = access_for(user)
-    if a.superuser:
-        return True
-    if a.user_id is None:
-        return False
-    return (
-        session.owner_id == a.user_id
-        or session.agent.owner_id == a.user_id
-        or session.tenant_id in a.admin_tenant_ids
-        or (session.kind != Kind.CHAT and session.project_id in a.maintainer_project_ids)
-    )
+    return may_act(access_for(user), **_facts(session))
 
 
 def is_tenant_admin(user: Any, tenant_id: int) -> bool:
@@ -164,10 +198,15 @@ def active_now_q(now: datetime) -> Q:
 
 
 def filtered_sessions(
-    user: Any, flt: SessionFilter, *, now: datetime | None = None
+    user: Any,
+    flt: SessionFilter,
+    *,
+    now: datetime | None = None,
+    base: QuerySet[AgentSession] | None = None,
 ) -> QuerySet[AgentSession]:
+    """`base` replaces the visible set (an API token's scope); it must already be scoped."""
     now = now or timezone.now()
-    qs = sessions_visible_to(user)
+    qs = sessions_visible_to(user) if base is None else base
     qs = qs.filter(archived_at__isnull=not flt.archived)
     if flt.owner == "me":
         qs = qs.filter(owner_id=getattr(user, "pk", None))
@@ -206,7 +245,7 @@ def decode_cursor(cursor: str) -> tuple[bool, datetime, uuid.UUID]:
         padded = cursor + "=" * (-len(cursor) % 4)
         live, ts, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
         parsed = datetime.fromisoformat(ts)
-        if not isinstance(live, bool) or parsed.tzinfo is None:
+        if not isinstance(live, bool) or not isinstance(pk, str) or parsed.tzinfo is None:
             raise ValueError("bad cursor fields")
         return live, parsed, uuid.UUID(pk)
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
@@ -229,9 +268,14 @@ class Page:
 
 
 def session_page(
-    user: Any, flt: SessionFilter, *, cursor: str | None = None, limit: int = 50
+    user: Any,
+    flt: SessionFilter,
+    *,
+    cursor: str | None = None,
+    limit: int = 50,
+    base: QuerySet[AgentSession] | None = None,
 ) -> Page:
-    qs = filtered_sessions(user, flt)
+    qs = filtered_sessions(user, flt, base=base)
     if cursor:
         qs = qs.filter(after_cursor_q(cursor))
     rows = list(
@@ -266,16 +310,42 @@ def recent(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:
     )
 
 
-def needs_you(user: Any) -> QuerySet[AgentSession]:
-    return (
-        sessions_visible_to(user)
-        .filter(
-            archived_at__isnull=True,
-            status__in=[lifecycle.Status.WAITING_INPUT, lifecycle.Status.PAUSED],
-        )
-        .select_related("agent", "owner", "project", "initiative")
-        .order_by("-last_activity_at", "-id")
-    )
+NEEDS_YOU_STATUSES = frozenset({lifecycle.Status.WAITING_INPUT, lifecycle.Status.PAUSED})
+
+
+def needs_you(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:
+    """Active Now sessions waiting on a person: input, a checkpoint approval, or paused."""
+    return active_now(user, now=now).filter(status__in=NEEDS_YOU_STATUSES)
+
+
+@dataclass(frozen=True)
+class PanelSection:
+    items: list[AgentSession]
+    count: int
+
+
+def command_center_panel(
+    user: Any, *, now: datetime | None = None, limit: int = 15
+) -> dict[str, PanelSection]:
+    """The three disjoint panel sections: needs (you), active (the rest of Active Now), recent.
+    Six queries whatever the number of rows."""
+    now = now or timezone.now()
+    needs = needs_you(user, now=now)
+    active = active_now(user, now=now).exclude(status__in=NEEDS_YOU_STATUSES)
+    recent_qs = recent(user, now=now)
+    return {
+        name: PanelSection(list(qs[:limit]), qs.count())
+        for name, qs in (("needs", needs), ("active", active), ("recent", recent_qs))
+    }
+
+
+def command_center_counts(user: Any, *, now: datetime | None = None) -> dict[str, int]:
+    now = now or timezone.now()
+    return {
+        "needs": needs_you(user, now=now).count(),
+        "active": active_now(user, now=now).exclude(status__in=NEEDS_YOU_STATUSES).count(),
+        "recent": recent(user, now=now).count(),
+    }
 
 
 def session_events(
@@ -289,3 +359,117 @@ def session_events(
 
 def open_sessions_count(*, owner_id: int, agent_id: int) -> int:
     return AgentSession.objects.filter(owner_id=owner_id, agent_id=agent_id, live=True).count()
+
+
+# --- API tokens -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenAccess:
+    """What an API token may reach: a runtime token its agents, a personal token what its user
+    sees; both only inside the token's workspace."""
+
+    token: ApiToken
+    agent_ids: frozenset[int]
+
+    @property
+    def is_runtime(self) -> bool:
+        return self.token.kind == TokenKind.RUNTIME
+
+    @property
+    def tenant_id(self) -> int:
+        return self.token.tenant_id
+
+    @property
+    def user(self) -> Any:
+        return self.token.user
+
+
+def token_access_by_hash(token_hash: str) -> TokenAccess | None:
+    """The live token with this hash; None when unknown, revoked, or a personal token whose user
+    was deactivated."""
+    token = (
+        ApiToken.objects.select_related("user", "tenant")
+        .filter(token_hash=token_hash, revoked_at__isnull=True)
+        .first()
+    )
+    if token is None:
+        return None
+    if token.kind == TokenKind.PERSONAL:
+        if not token.user.is_active:
+            return None
+        return TokenAccess(token, frozenset())
+    agent_ids = frozenset(
+        token.agents.filter(tenant_id=token.tenant_id).values_list("id", flat=True)
+    )
+    return TokenAccess(token, agent_ids)
+
+
+def sessions_visible_to_token(access: TokenAccess) -> QuerySet[AgentSession]:
+    if access.is_runtime:
+        return AgentSession.objects.filter(
+            tenant_id=access.tenant_id, agent_id__in=sorted(access.agent_ids)
+        )
+    return sessions_visible_to(access.user).filter(tenant_id=access.tenant_id)
+
+
+def session_get_for_token(access: TokenAccess, session_id: Any) -> AgentSession:
+    try:
+        pk = uuid.UUID(str(session_id))
+    except ValueError:
+        raise NotFound(str(session_id)) from None
+    session = (
+        sessions_visible_to_token(access)
+        .select_related("agent", "owner", "project", "initiative", "tenant")
+        .filter(pk=pk)
+        .first()
+    )
+    if session is None:
+        raise NotFound(str(session_id))
+    return session
+
+
+def agents_for_token(access: TokenAccess) -> QuerySet[Agent]:
+    """Runtime tokens: their agents. Personal tokens: the agents their user may start sessions
+    with (agent owner, tenant admin, or at least reporter on the agent's project)."""
+    qs = Agent.objects.filter(tenant_id=access.tenant_id).select_related("owner", "project")
+    if access.is_runtime:
+        return qs.filter(pk__in=sorted(access.agent_ids))
+    a = access_for(access.user)
+    if a.superuser or access.tenant_id in a.admin_tenant_ids:
+        return qs
+    return qs.filter(
+        Q(owner_id=a.user_id)
+        | Q(
+            project__memberships__user_id=a.user_id,
+            project__memberships__role__gte=Role.REPORTER,
+        )
+    ).distinct()
+
+
+def commands_for_session(session: AgentSession, *, limit: int = 100) -> list[RuntimeCommand]:
+    return list(
+        RuntimeCommand.objects.filter(session=session).order_by("-created_at")[:limit]
+    )
+
+
+PENDING_COMMAND_STATUSES = (CommandStatus.QUEUED, CommandStatus.DELIVERED)
+
+
+def agent_in_tenant(*, tenant_id: int, agent_id: int) -> Agent | None:
+    return Agent.objects.filter(pk=agent_id, tenant_id=tenant_id).select_related("project").first()
+
+
+def member_by_username(*, tenant_id: int, username: str) -> Any:
+    """A member of the workspace by username; None for strangers (who look like unknowns)."""
+    return (
+        get_user_model()
+        .objects.filter(
+            username=username, is_active=True, tenant_memberships__tenant_id=tenant_id
+        )
+        .first()
+    )
+
+
+def initiative_in_tenant(*, tenant_id: int, initiative_id: int) -> Initiative | None:
+    return Initiative.objects.filter(pk=initiative_id, tenant_id=tenant_id).first()

@@ -1,0 +1,163 @@
+"""Publishes session changes to the dashboards, once per change burst.
+
+The domain calls `hooks.session_changed(id)` after commit. Here those ids are coalesced per
+session for a short window, each changed session is loaded and its HTML rendered ONCE (from the
+same partials the pages use), and one message goes to the channel-layer groups that may see it.
+Consumers then only filter and forward; they never render rows themselves.
+
+Groups (so a push reaches only the sockets that may see the session):
+  scc.u<user>        the session owner and the agent owner
+  scc.t<tenant>.adm  tenant admins
+  scc.p<project>.dev project developers and up (flow runs and background tasks only)
+  scc.all            superusers
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connections
+
+from command_center import fragments
+from sessions_app.lifecycle import Kind
+from sessions_app.models import AgentSession
+
+log = logging.getLogger(__name__)
+
+MESSAGE_TYPE = "session.change"
+
+
+def groups_for_session(facts: Mapping[str, Any]) -> list[str]:
+    groups = {
+        f"scc.u{facts['owner_id']}",
+        f"scc.u{facts['agent_owner_id']}",
+        f"scc.t{facts['tenant_id']}.adm",
+        "scc.all",
+    }
+    if facts["kind"] != Kind.CHAT:
+        groups.add(f"scc.p{facts['project_id']}.dev")
+    return sorted(groups)
+
+
+def groups_for_access(access: Any) -> list[str]:
+    if access.superuser:
+        return ["scc.all"]
+    groups = [f"scc.u{access.user_id}"]
+    groups += [f"scc.t{t}.adm" for t in sorted(access.admin_tenant_ids)]
+    groups += [f"scc.p{p}.dev" for p in sorted(access.developer_project_ids)]
+    return groups
+
+
+def summary_for(session: AgentSession) -> dict[str, Any]:
+    """Everything a consumer needs to decide visibility, filter match and placement, plus the
+    viewer-independent HTML."""
+    return {
+        "id": str(session.pk),
+        "deleted": False,
+        "version": session.version,
+        "tenant_id": session.tenant_id,
+        "project_id": session.project_id,
+        "agent_id": session.agent_id,
+        "agent_owner_id": session.agent.owner_id,
+        "owner_id": session.owner_id,
+        "initiative_id": session.initiative_id,
+        "kind": session.kind,
+        "status": session.status,
+        "status_group": session.status_group,
+        "live": session.live,
+        "title": session.title,
+        "short_id": session.short_id,
+        "last_activity_at": session.last_activity_at.isoformat(),
+        "archived": session.archived_at is not None,
+        "html": fragments.session_fragments(session),
+    }
+
+
+def build_messages(session_ids: Iterable[uuid.UUID]) -> list[dict[str, Any]]:
+    sessions = AgentSession.objects.select_related("agent", "owner", "project", "initiative").filter(
+        pk__in=list(session_ids)
+    )
+    return [summary_for(s) for s in sessions]
+
+
+def deleted_messages(facts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{**f, "id": str(f["id"]), "deleted": True, "version": 2**31} for f in facts]
+
+
+class Broadcaster:
+    """One per process: a daemon thread with its own event loop owns the channel-layer
+    connection, so publishing never blocks a request, a worker task or a sweep."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid: int | None = None
+        self._pending: set[uuid.UUID] = set()
+        self._deleted: list[Mapping[str, Any]] = []
+        self._scheduled = False
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        # Re-create after fork: a Celery prefork child inherits the object but not the thread.
+        if self._loop is None or self._pid != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="scc-broadcast", daemon=True).start()
+            self._loop, self._pid = loop, os.getpid()
+            self._scheduled = False
+        return self._loop
+
+    def session_changed(self, session_id: uuid.UUID) -> None:
+        with self._lock:
+            self._pending.add(session_id)
+            self._schedule()
+
+    def sessions_deleted(self, facts: list[Mapping[str, Any]]) -> None:
+        with self._lock:
+            self._deleted.extend(facts)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._scheduled:
+            return
+        self._scheduled = True
+        loop = self._ensure_loop()
+        delay = settings.SCC_BROADCAST_COALESCE_MS / 1000
+        loop.call_soon_threadsafe(lambda: loop.call_later(delay, self._start_flush))
+
+    def _start_flush(self) -> None:
+        asyncio.ensure_future(self._flush())
+
+    async def _flush(self) -> None:
+        with self._lock:
+            ids, self._pending = self._pending, set()
+            deleted, self._deleted = self._deleted, []
+            self._scheduled = False
+        try:
+            messages = await sync_to_async(_load, thread_sensitive=False)(ids)
+            messages += deleted_messages(deleted)
+            layer = get_channel_layer()
+            assert layer is not None
+            for message in messages:
+                for group in groups_for_session(message):
+                    await layer.group_send(group, {"type": MESSAGE_TYPE, "session": message})
+        except Exception:  # a failed publish must not kill the thread; the next change retries
+            log.exception("broadcast of %d session(s) failed", len(ids) + len(deleted))
+
+
+def _load(ids: set[uuid.UUID]) -> list[dict[str, Any]]:
+    try:
+        return build_messages(ids) if ids else []
+    finally:
+        # A pool thread, not a request: do not leave its connection open between flushes.
+        connections.close_all()
+
+
+broadcaster = Broadcaster()

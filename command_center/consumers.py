@@ -1,0 +1,206 @@
+"""The dashboard socket: /ws/command-center/?view=list|detail|none&<filter>|session=<id>.
+
+Holds its viewer's access and current view, sends a full snapshot on every (re)connect (so no
+view is stale after a drop or a server restart), then forwards only the pushes this viewer may
+see and that match the view: rows inserted, updated, moved or removed; panel items moved
+between sections; transcript lines appended; counts refreshed (debounced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from command_center import filters, fragments
+from command_center.broadcast import groups_for_access
+from sessions_app import selectors
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_BAD_REQUEST = 4400
+COUNTS_DEBOUNCE_SECONDS = 1.0
+PANEL_SECTIONS = ("needs", "active", "recent")
+
+
+class CommandCenterConsumer(AsyncWebsocketConsumer):
+    groups_joined: list[str]
+
+    async def connect(self) -> None:
+        self.groups_joined = []
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            # Accept first so the close code reaches the browser: a refused handshake looks
+            # like 1006, which the htmx ws extension retries forever.
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        params = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
+        self.view = params.get("view", "none")
+        self.session_id: str | None = None
+        self.flt = selectors.SessionFilter()
+        self.paged = False
+        self.new_count = 0
+        self.seen: dict[str, int] = {}
+        self.last_seq = 0
+        self._counts_task: asyncio.Task[None] | None = None
+        try:
+            if self.view == "list":
+                self.flt = filters.parse_filter(params)
+            elif self.view == "detail":
+                self.session_id = str(params["session"])
+        except (filters.BadFilter, KeyError):
+            await self.accept()
+            await self.close(code=CLOSE_BAD_REQUEST)
+            return
+        self.user = user
+        self.access = await database_sync_to_async(selectors.access_for)(user)
+        self.groups_joined = groups_for_access(self.access)
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        snapshot = await database_sync_to_async(self._snapshot)()
+        if snapshot is None:
+            await self.close(code=4404)
+            return
+        await self.send(text_data=snapshot)
+
+    async def disconnect(self, code: int) -> None:
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        if self._counts_task_running():
+            assert self._counts_task is not None
+            self._counts_task.cancel()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """The page says when the viewer has loaded more pages (then new rows become an
+        "N new" banner instead of a jumping list) and when it went back to the top."""
+        try:
+            message = json.loads(text_data or "{}")
+        except json.JSONDecodeError:
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "paged":
+            self.paged = True
+        elif kind == "unpaged":
+            self.paged, self.new_count = False, 0
+            await self.send(text_data=await database_sync_to_async(self._snapshot)() or "")
+
+    # --- snapshot ---------------------------------------------------------------------------
+
+    def _snapshot(self) -> str | None:
+        parts = [fragments.panel_body_html(self.user), fragments.panel_counts_html(self.user)]
+        if self.view == "list":
+            page = selectors.session_page(self.user, self.flt, limit=50)
+            parts.append(fragments.list_html(page, self.flt))
+            parts.append(fragments.new_banner_html(0))
+        elif self.view == "detail":
+            try:
+                session = selectors.session_get_for_user(self.user, self.session_id)
+            except selectors.NotFound:
+                return None
+            self.last_seq = session.last_seq
+            parts += [
+                fragments.header_html(self.user, session),
+                fragments.side_html(self.user, session),
+                fragments.transcript_html(session),
+            ]
+        return "".join(parts)
+
+    # --- pushes -----------------------------------------------------------------------------
+
+    async def session_change(self, event: dict[str, Any]) -> None:
+        summary = event["session"]
+        sid = summary["id"]
+        # One push may arrive through several groups (an admin who also owns the session).
+        if self.seen.get(sid, -1) >= summary["version"] and not summary["deleted"]:
+            return
+        self.seen[sid] = summary["version"]
+        if not selectors.may_view(
+            self.access,
+            owner_id=summary["owner_id"],
+            agent_owner_id=summary["agent_owner_id"],
+            tenant_id=summary["tenant_id"],
+            project_id=summary["project_id"],
+            kind=summary["kind"],
+        ):
+            return
+        parts = self._panel_parts(summary)
+        if self.view == "list":
+            parts += self._list_parts(summary)
+        elif self.view == "detail" and sid == self.session_id:
+            parts += await database_sync_to_async(self._detail_parts)(summary)
+        if parts:
+            await self.send(text_data="".join(parts))
+        self._schedule_counts()
+
+    def _panel_parts(self, summary: dict[str, Any]) -> list[str]:
+        sid = summary["id"]
+        parts = [fragments.oob_delete(f"cc-{name}-{sid}") for name in PANEL_SECTIONS]
+        html = summary.get("html") or {}
+        section = None if summary["deleted"] else html.get("section")
+        if section:
+            can_act = selectors.may_act(
+                self.access,
+                owner_id=summary["owner_id"],
+                agent_owner_id=summary["agent_owner_id"],
+                tenant_id=summary["tenant_id"],
+                project_id=summary["project_id"],
+                kind=summary["kind"],
+            )
+            item = html["panel_act"] if can_act else html["panel"]
+            parts.append(fragments.oob_insert(f"#cc-{section}", item))
+        return parts
+
+    def _list_parts(self, summary: dict[str, Any]) -> list[str]:
+        sid = summary["id"]
+        row_id = f"session-{sid}"
+        if summary["deleted"] or not filters.matches(
+            summary, self.flt, viewer_id=self.access.user_id
+        ):
+            return [fragments.oob_delete(row_id)]
+        if self.paged:
+            # The viewer is reading further down: update a row in place if it is shown, and
+            # count the rest instead of moving the list under their eyes.
+            self.new_count += 1
+            return [summary["html"]["row"], fragments.new_banner_html(self.new_count)]
+        target = "#rows-live" if summary["live"] else "#rows-rest"
+        return [fragments.oob_delete(row_id), fragments.oob_insert(target, summary["html"]["row"])]
+
+    def _detail_parts(self, summary: dict[str, Any]) -> list[str]:
+        if summary["deleted"]:
+            return [fragments.deleted_header_html()]
+        try:
+            session = selectors.session_get_for_user(self.user, self.session_id)
+        except selectors.NotFound:
+            return [fragments.deleted_header_html()]
+        new_events = list(session.events.filter(seq__gt=self.last_seq).order_by("seq")[:500])
+        parts = [fragments.header_html(self.user, session), fragments.side_html(self.user, session)]
+        if new_events:
+            self.last_seq = new_events[-1].seq
+            parts.append(fragments.oob_insert("#transcript", fragments.events_html(new_events), "beforeend"))
+        return parts
+
+    # --- counts -----------------------------------------------------------------------------
+
+    def _counts_task_running(self) -> bool:
+        return self._counts_task is not None and not self._counts_task.done()
+
+    def _schedule_counts(self) -> None:
+        # Counts cost three COUNT queries; a burst of pushes refreshes them once.
+        if not self._counts_task_running():
+            self._counts_task = asyncio.ensure_future(self._refresh_counts())
+
+    async def _refresh_counts(self) -> None:
+        await asyncio.sleep(COUNTS_DEBOUNCE_SECONDS)
+        html = await database_sync_to_async(fragments.panel_counts_html)(self.user)
+        await self.send(text_data=html)
+
+
+

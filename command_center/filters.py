@@ -1,0 +1,123 @@
+"""The Sessions list filter: parsed from the URL (so views are bookmarkable), matched against
+live pushes with the same rules the database query applies."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from django.utils import timezone
+
+from sessions_app import lifecycle, selectors
+from sessions_app.selectors import SessionFilter
+
+FILTER_KEYS = ("owner", "kind", "initiative", "group", "agent", "project", "q", "active", "archived")
+
+
+class BadFilter(ValueError):
+    pass
+
+
+def _int(params: Mapping[str, Any], key: str) -> int | None:
+    raw = params.get(key) or ""
+    if not raw:
+        return None
+    if not str(raw).isdigit():
+        raise BadFilter(f"{key} must be a number, got {raw!r}")
+    return int(raw)
+
+
+def parse_filter(params: Mapping[str, Any]) -> SessionFilter:
+    """Build a SessionFilter from query parameters; raises BadFilter naming the parameter."""
+    owner = str(params.get("owner") or "")
+    if owner not in ("", "me") and not owner.isdigit():
+        raise BadFilter(f"owner must be 'me', a user id or empty, got {owner!r}")
+    kind = str(params.get("kind") or "")
+    if kind and kind not in lifecycle.Kind.values:
+        raise BadFilter(f"kind must be one of {', '.join(lifecycle.Kind.values)}")
+    group = str(params.get("group") or "")
+    if group and group not in lifecycle.Group.values:
+        raise BadFilter(f"group must be one of {', '.join(lifecycle.Group.values)}")
+    q = str(params.get("q") or "")[:200]
+    return SessionFilter(
+        owner=owner,
+        kind=kind,
+        initiative=_int(params, "initiative"),
+        group=group,
+        agent=_int(params, "agent"),
+        project=_int(params, "project"),
+        q=q,
+        active_only=params.get("active") in ("1", "true", "on"),
+        archived=params.get("archived") in ("1", "true", "on"),
+    )
+
+
+def filter_params(flt: SessionFilter) -> dict[str, str]:
+    params = {
+        "owner": flt.owner,
+        "kind": flt.kind,
+        "initiative": "" if flt.initiative is None else str(flt.initiative),
+        "group": flt.group,
+        "agent": "" if flt.agent is None else str(flt.agent),
+        "project": "" if flt.project is None else str(flt.project),
+        "q": flt.q,
+        "active": "1" if flt.active_only else "",
+        "archived": "1" if flt.archived else "",
+    }
+    return {k: v for k, v in params.items() if v}
+
+
+def filter_query(flt: SessionFilter, **overrides: str) -> str:
+    params = filter_params(flt)
+    for key, value in overrides.items():
+        if value:
+            params[key] = value
+        else:
+            params.pop(key, None)
+    return urlencode(params)
+
+
+def matches(summary: Mapping[str, Any], flt: SessionFilter, *, viewer_id: int | None, now: datetime | None = None) -> bool:
+    """Does a pushed session summary belong in a list with this filter? Mirrors
+    selectors.filtered_sessions so a live list never shows what a reload would not."""
+    if summary["archived"] != flt.archived:
+        return False
+    if flt.owner == "me" and summary["owner_id"] != viewer_id:
+        return False
+    if flt.owner.isdigit() and summary["owner_id"] != int(flt.owner):
+        return False
+    if flt.kind and summary["kind"] != flt.kind:
+        return False
+    if flt.initiative is not None and summary["initiative_id"] != flt.initiative:
+        return False
+    if flt.group and summary["status_group"] != flt.group:
+        return False
+    if flt.agent is not None and summary["agent_id"] != flt.agent:
+        return False
+    if flt.project is not None and summary["project_id"] != flt.project:
+        return False
+    text = flt.q.strip()
+    if text.startswith("#") and len(text) > 1:
+        if not summary["short_id"].startswith(text[1:9].lower()):
+            return False
+    elif text and text.lower() not in summary["title"].lower():
+        return False
+    return not flt.active_only or panel_section(summary, now=now) in ("needs", "active")
+
+
+def panel_section(summary: Mapping[str, Any], *, now: datetime | None = None) -> str | None:
+    """Which Command Center section a session belongs in: needs (waiting on a person),
+    active (Active Now), recent (changed in the last 24 h), or none."""
+    now = now or timezone.now()
+    if summary["archived"]:
+        return None
+    last = datetime.fromisoformat(summary["last_activity_at"])
+    if summary["live"] and (
+        summary["kind"] != lifecycle.Kind.CHAT or last >= now - lifecycle.ACTIVE_CHAT_WINDOW
+    ):
+        return "needs" if summary["status"] in selectors.NEEDS_YOU_STATUSES else "active"
+    if last >= now - lifecycle.RECENT_WINDOW:
+        return "recent"
+    return None

@@ -1,0 +1,251 @@
+"""Every HTML fragment the live UI sends, rendered from the page templates' partials so a row,
+a panel item or a transcript line has exactly one source of HTML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
+
+from command_center.filters import panel_section
+from sessions_app import lifecycle, selectors
+from sessions_app.lifecycle import Kind, Status
+from sessions_app.models import AgentSession, EventType, SessionEvent
+
+VERBOSE_TYPES = frozenset(
+    {EventType.THINKING, EventType.TOOL_CALL, EventType.TOOL_RESULT, EventType.PROGRESS, EventType.AGENT_STATUS}
+)
+TRANSCRIPT_PAGE = 100
+
+
+def _render(name: str, context: dict[str, Any]) -> str:
+    return render_to_string(name, context)
+
+
+def row_html(session: AgentSession) -> str:
+    return _render("command_center/sessions.html#row", {"s": session})
+
+
+def panel_item_html(session: AgentSession, *, section: str, can_act: bool) -> str:
+    return _render(
+        "command_center/panel.html#item",
+        {
+            "s": session,
+            "section": section,
+            "can_act": can_act,
+            "needs_statuses": selectors.NEEDS_YOU_STATUSES,
+        },
+    )
+
+
+def session_fragments(session: AgentSession) -> dict[str, Any]:
+    """The viewer-independent HTML of one session, rendered once per change by the
+    broadcaster. The panel item comes in two variants: with and without one-click actions."""
+    summary = {
+        "archived": session.archived_at is not None,
+        "last_activity_at": session.last_activity_at.isoformat(),
+        "status": session.status,
+        "live": session.live,
+        "kind": session.kind,
+    }
+    section = panel_section(summary)
+    fragments: dict[str, Any] = {"row": row_html(session), "section": section}
+    if section is not None:
+        fragments["panel"] = panel_item_html(session, section=section, can_act=False)
+        fragments["panel_act"] = (
+            panel_item_html(session, section=section, can_act=True)
+            if section == "needs"
+            else fragments["panel"]
+        )
+    return fragments
+
+
+# --- panel ------------------------------------------------------------------------------------
+
+
+def panel_context(user: Any) -> dict[str, Any]:
+    sections = selectors.command_center_panel(user)
+    for s in sections["needs"].items:
+        s.viewer_can_act = selectors.can_act(user, s)  # type: ignore[attr-defined]
+    return {"sections": sections, "needs_statuses": selectors.NEEDS_YOU_STATUSES}
+
+
+def panel_body_html(user: Any) -> str:
+    return _render("command_center/panel.html#body", panel_context(user))
+
+
+def panel_counts_html(user: Any) -> str:
+    counts = selectors.command_center_counts(user)
+    return _render(
+        "command_center/panel.html#counts",
+        {"sections": {k: {"count": v} for k, v in counts.items()}},
+    )
+
+
+# --- session detail -----------------------------------------------------------------------------
+
+VERB_TARGETS = {
+    "pause": Status.PAUSED,
+    "resume": Status.RUNNING,
+    "stop": Status.STOPPING,
+    "cancel": Status.CANCELLED,
+    "end": Status.ENDED,
+}
+
+
+def actions_for(user: Any, session: AgentSession) -> dict[str, bool]:
+    """The lifecycle actions this viewer may take in this status (nothing for viewers who
+    may only look)."""
+    if not selectors.can_act(user, session):
+        return {}
+    actions = {
+        verb: target in lifecycle.STATUSES[session.kind]
+        and lifecycle.is_allowed(session.kind, session.status, target)
+        for verb, target in VERB_TARGETS.items()
+    }
+    if session.kind != Kind.CHAT:
+        actions["end"] = False
+    actions["approve"] = session.checkpoint_state == "awaiting"
+    actions["pin"] = True
+    return actions
+
+
+@dataclass
+class Step:
+    index: int
+    name: str
+    state: str  # done, current, failed, pending
+
+
+def flow_steps(session: AgentSession) -> list[Step]:
+    names: dict[int, str] = {}
+    completed: set[int] = set()
+    for payload in SessionEvent.objects.filter(session=session, type=EventType.STEP).values_list(
+        "payload", flat=True
+    ):
+        index = payload.get("index") if isinstance(payload, dict) else None
+        if isinstance(index, int):
+            names[index] = str(payload.get("name") or f"Step {index}")
+            if payload.get("phase") == "completed":
+                completed.add(index)
+    total = max([session.total_steps, *names.keys()]) if names or session.total_steps else 0
+    steps = []
+    for i in range(1, total + 1):
+        if i in completed or session.status == Status.COMPLETED:
+            state = "done"
+        elif i == session.current_step:
+            state = "failed" if session.status == Status.FAILED else "current"
+        else:
+            state = "pending"
+        steps.append(Step(i, names.get(i, f"Step {i}"), state))
+    return steps
+
+
+def pair_tool_results(events: list[SessionEvent]) -> list[SessionEvent]:
+    """Attach each tool result to its call within the page, so a call and its result are one
+    expandable block; a result whose call is on another page stays on its own."""
+    calls = {
+        e.payload.get("call_id"): e
+        for e in events
+        if e.type == EventType.TOOL_CALL and isinstance(e.payload, dict) and e.payload.get("call_id")
+    }
+    shown = []
+    for e in events:
+        if e.type == EventType.TOOL_RESULT and isinstance(e.payload, dict):
+            call = calls.get(e.payload.get("call_id"))
+            if call is not None and getattr(call, "result", None) is None:
+                call.result = e  # type: ignore[attr-defined]
+                continue
+        shown.append(e)
+    return shown
+
+
+def transcript_page(session: AgentSession, *, before: int | None = None) -> dict[str, Any]:
+    qs = SessionEvent.objects.filter(session=session)
+    if before is not None:
+        qs = qs.filter(seq__lt=before)
+    latest = list(qs.order_by("-seq")[:TRANSCRIPT_PAGE])[::-1]
+    older_cursor = latest[0].seq if latest and latest[0].seq > 1 else None
+    return {
+        "events": pair_tool_results(latest),
+        "older_cursor": older_cursor,
+        "last_seq": session.last_seq,
+        "verbose_types": VERBOSE_TYPES,
+    }
+
+
+def detail_context(user: Any, session: AgentSession, **extra: Any) -> dict[str, Any]:
+    ctx: dict[str, Any] = {
+        "s": session,
+        "actions": actions_for(user, session),
+        "can_act": selectors.can_act(user, session),
+        "verbose_types": VERBOSE_TYPES,
+        "children": list(
+            selectors.sessions_visible_to(user)
+            .filter(parent=session)
+            .select_related("agent")
+            .order_by("-created_at")[:50]
+        ),
+    }
+    if session.kind == Kind.FLOW_RUN:
+        ctx["steps"] = flow_steps(session)
+    elif session.kind == Kind.BACKGROUND_TASK:
+        ctx["history"] = list(
+            SessionEvent.objects.filter(session=session, type=EventType.STATUS_CHANGE).order_by("seq")[:100]
+        )
+    ctx.update(extra)
+    return ctx
+
+
+def header_html(user: Any, session: AgentSession, **extra: Any) -> str:
+    return _render(
+        "command_center/detail.html#header",
+        {"s": session, "actions": actions_for(user, session), **extra},
+    )
+
+
+def side_html(user: Any, session: AgentSession) -> str:
+    return _render("command_center/detail.html#side", detail_context(user, session))
+
+
+def transcript_html(session: AgentSession) -> str:
+    return _render("command_center/detail.html#transcript", {"s": session, **transcript_page(session)})
+
+
+def events_html(events: list[SessionEvent]) -> str:
+    return "".join(
+        _render("command_center/event.html", {"e": e, "verbose_types": VERBOSE_TYPES})
+        for e in pair_tool_results(events)
+    )
+
+
+def oob_insert(target: str, content: str, position: str = "afterbegin") -> str:
+    return _render(
+        "command_center/oob.html#insert",
+        # The content is HTML we rendered ourselves (it lost its SafeString type in transit
+        # through the channel layer), so it must not be escaped a second time.
+        {"target": target, "content": mark_safe(content), "position": position},  # noqa: S308
+    )
+
+
+def oob_delete(element_id: str) -> str:
+    return _render("command_center/oob.html#delete", {"id": element_id})
+
+
+def new_banner_html(count: int) -> str:
+    return _render("command_center/oob.html#banner", {"count": count})
+
+
+def list_html(page: selectors.Page, flt: selectors.SessionFilter) -> str:
+    from command_center.filters import filter_query
+
+    return _render(
+        "command_center/sessions.html#list",
+        {"page": page, "flt": flt, "filter_qs": filter_query(flt)},
+    )
+
+
+def deleted_header_html() -> str:
+    return _render("command_center/detail.html#header", {"deleted": True})

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@register.filter
+def diff_lines(payload: Any) -> list[tuple[str, str]]:
+    """A file edit's before/after as unified-diff lines tagged add / del / hunk / ctx."""
+    if not isinstance(payload, dict):
+        return []
+    before = str(payload.get("before") or "").splitlines()
+    after = str(payload.get("after") or "").splitlines()
+    lines: list[tuple[str, str]] = []
+    for line in difflib.unified_diff(before, after, lineterm="", n=3):
+        if line.startswith(("---", "+++")):
+            continue
+        kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "ctx")
+        lines.append((kind, line))
+    return lines
+
+
+@register.filter
+def get_item(mapping: Any, key: Any) -> Any:
+    return mapping.get(key) if isinstance(mapping, dict) else None
