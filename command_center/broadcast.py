@@ -83,9 +83,9 @@ def summary_for(session: AgentSession) -> dict[str, Any]:
 
 
 def build_messages(session_ids: Iterable[uuid.UUID]) -> list[dict[str, Any]]:
-    sessions = AgentSession.objects.select_related("agent", "owner", "project", "initiative").filter(
-        pk__in=list(session_ids)
-    )
+    sessions = AgentSession.objects.select_related(
+        "agent", "owner", "project", "initiative"
+    ).filter(pk__in=list(session_ids))
     return [summary_for(s) for s in sessions]
 
 
@@ -104,6 +104,8 @@ class Broadcaster:
         self._pending: set[uuid.UUID] = set()
         self._deleted: list[Mapping[str, Any]] = []
         self._scheduled = False
+        # Strong references: the loop keeps only weak ones to tasks it runs.
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         # Re-create after fork: a Celery prefork child inherits the object but not the thread.
@@ -133,7 +135,9 @@ class Broadcaster:
         loop.call_soon_threadsafe(lambda: loop.call_later(delay, self._start_flush))
 
     def _start_flush(self) -> None:
-        asyncio.ensure_future(self._flush())
+        task = asyncio.ensure_future(self._flush())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _flush(self) -> None:
         with self._lock:

@@ -184,7 +184,9 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
         parts = [fragments.header_html(self.user, session), fragments.side_html(self.user, session)]
         if new_events:
             self.last_seq = new_events[-1].seq
-            parts.append(fragments.oob_insert("#transcript", fragments.events_html(new_events), "beforeend"))
+            parts.append(
+                fragments.oob_insert("#transcript", fragments.events_html(new_events), "beforeend")
+            )
         return parts
 
     # --- counts -----------------------------------------------------------------------------
@@ -201,6 +203,3 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(COUNTS_DEBOUNCE_SECONDS)
         html = await database_sync_to_async(fragments.panel_counts_html)(self.user)
         await self.send(text_data=html)
-
-
-

@@ -13,7 +13,17 @@ from django.utils import timezone
 from sessions_app import lifecycle, selectors
 from sessions_app.selectors import SessionFilter
 
-FILTER_KEYS = ("owner", "kind", "initiative", "group", "agent", "project", "q", "active", "archived")
+FILTER_KEYS = (
+    "owner",
+    "kind",
+    "initiative",
+    "group",
+    "agent",
+    "project",
+    "q",
+    "active",
+    "archived",
+)
 
 
 class BadFilter(ValueError):
@@ -79,7 +89,13 @@ def filter_query(flt: SessionFilter, **overrides: str) -> str:
     return urlencode(params)
 
 
-def matches(summary: Mapping[str, Any], flt: SessionFilter, *, viewer_id: int | None, now: datetime | None = None) -> bool:
+def matches(
+    summary: Mapping[str, Any],
+    flt: SessionFilter,
+    *,
+    viewer_id: int | None,
+    now: datetime | None = None,
+) -> bool:
     """Does a pushed session summary belong in a list with this filter? Mirrors
     selectors.filtered_sessions so a live list never shows what a reload would not."""
     if summary["archived"] != flt.archived:

@@ -15,7 +15,13 @@ from sessions_app.lifecycle import Kind, Status
 from sessions_app.models import AgentSession, EventType, SessionEvent
 
 VERBOSE_TYPES = frozenset(
-    {EventType.THINKING, EventType.TOOL_CALL, EventType.TOOL_RESULT, EventType.PROGRESS, EventType.AGENT_STATUS}
+    {
+        EventType.THINKING,
+        EventType.TOOL_CALL,
+        EventType.TOOL_RESULT,
+        EventType.PROGRESS,
+        EventType.AGENT_STATUS,
+    }
 )
 TRANSCRIPT_PAGE = 100
 
@@ -149,7 +155,9 @@ def pair_tool_results(events: list[SessionEvent]) -> list[SessionEvent]:
     calls = {
         e.payload.get("call_id"): e
         for e in events
-        if e.type == EventType.TOOL_CALL and isinstance(e.payload, dict) and e.payload.get("call_id")
+        if e.type == EventType.TOOL_CALL
+        and isinstance(e.payload, dict)
+        and e.payload.get("call_id")
     }
     shown = []
     for e in events:
@@ -193,7 +201,9 @@ def detail_context(user: Any, session: AgentSession, **extra: Any) -> dict[str, 
         ctx["steps"] = flow_steps(session)
     elif session.kind == Kind.BACKGROUND_TASK:
         ctx["history"] = list(
-            SessionEvent.objects.filter(session=session, type=EventType.STATUS_CHANGE).order_by("seq")[:100]
+            SessionEvent.objects.filter(session=session, type=EventType.STATUS_CHANGE).order_by(
+                "seq"
+            )[:100]
         )
     ctx.update(extra)
     return ctx
@@ -211,7 +221,9 @@ def side_html(user: Any, session: AgentSession) -> str:
 
 
 def transcript_html(session: AgentSession) -> str:
-    return _render("command_center/detail.html#transcript", {"s": session, **transcript_page(session)})
+    return _render(
+        "command_center/detail.html#transcript", {"s": session, **transcript_page(session)}
+    )
 
 
 def events_html(events: list[SessionEvent]) -> str:
@@ -226,7 +238,7 @@ def oob_insert(target: str, content: str, position: str = "afterbegin") -> str:
         "command_center/oob.html#insert",
         # The content is HTML we rendered ourselves (it lost its SafeString type in transit
         # through the channel layer), so it must not be escaped a second time.
-        {"target": target, "content": mark_safe(content), "position": position},  # noqa: S308
+        {"target": target, "content": mark_safe(content), "position": position},
     )
 
 

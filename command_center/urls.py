@@ -12,6 +12,8 @@ urlpatterns = [
     path("sessions/<str:session_id>/events/", views.session_events, name="session_events"),
     path("sessions/<str:session_id>/export.json", views.session_export, name="session_export"),
     path("sessions/<str:session_id>/message/", views.session_message, name="session_message"),
-    path("sessions/<str:session_id>/actions/<str:verb>/", views.session_action, name="session_action"),
+    path(
+        "sessions/<str:session_id>/actions/<str:verb>/", views.session_action, name="session_action"
+    ),
     path("command-center/panel/", views.panel, name="panel"),
 ]

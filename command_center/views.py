@@ -3,6 +3,7 @@ the rules live in sessions_app."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -10,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
 
 from command_center import filters, fragments
 from sessions_app import lifecycle, selectors, services
@@ -17,6 +19,10 @@ from sessions_app.lifecycle import LifecycleError
 from sessions_app.models import Agent, Initiative, Project
 
 User = get_user_model()
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
 
 
 def _session_or_404(request: HttpRequest, session_id: Any) -> Any:
@@ -27,21 +33,26 @@ def _session_or_404(request: HttpRequest, session_id: Any) -> Any:
 
 
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: HtmxHttpRequest) -> HttpResponse:
     return redirect("sessions")
 
 
 @require_GET
 @login_required
-def sessions_page(request: HttpRequest) -> HttpResponse:
+def sessions_page(request: HtmxHttpRequest) -> HttpResponse:
     try:
         flt = filters.parse_filter(request.GET)
     except filters.BadFilter as exc:
         return render(
             request,
             "command_center/sessions.html",
-            {**_facet_context(request), "flt": selectors.SessionFilter(), "filter_error": str(exc),
-             "page": selectors.Page([], None), "nav": "sessions"},
+            {
+                **_facet_context(request),
+                "flt": selectors.SessionFilter(),
+                "filter_error": str(exc),
+                "page": selectors.Page([], None),
+                "nav": "sessions",
+            },
             status=400,
         )
     cursor = request.GET.get("cursor") or None
@@ -67,7 +78,11 @@ def sessions_page(request: HttpRequest) -> HttpResponse:
 def _facet_context(request: HttpRequest) -> dict[str, Any]:
     access = selectors.access_for(request.user)
     tenants = access.tenant_ids
-    people = User.objects.filter(tenant_memberships__tenant_id__in=tenants).distinct().order_by("username")
+    people = (
+        User.objects.filter(tenant_memberships__tenant_id__in=tenants)
+        .distinct()
+        .order_by("username")
+    )
     return {
         "kinds": lifecycle.Kind.choices,
         "groups": lifecycle.Group.choices,
@@ -80,13 +95,13 @@ def _facet_context(request: HttpRequest) -> dict[str, Any]:
 
 @require_GET
 @login_required
-def panel(request: HttpRequest) -> HttpResponse:
+def panel(request: HtmxHttpRequest) -> HttpResponse:
     return HttpResponse(fragments.panel_body_html(request.user))
 
 
 @require_GET
 @login_required
-def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
+def session_detail(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
     session = _session_or_404(request, session_id)
     ctx = fragments.detail_context(request.user, session, **fragments.transcript_page(session))
     ctx["ws_query"] = f"view=detail&session={session.pk}"
@@ -95,17 +110,19 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
 
 @require_GET
 @login_required
-def session_events(request: HttpRequest, session_id: str) -> HttpResponse:
+def session_events(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
     """Older transcript pages ("Load earlier"): keyset by seq, never the whole transcript."""
     session = _session_or_404(request, session_id)
     raw = request.GET.get("before", "")
     if not raw.isdigit():
-        return HttpResponse("before must be a positive event number", status=400, content_type="text/plain")
+        return HttpResponse(
+            "before must be a positive event number", status=400, content_type="text/plain"
+        )
     ctx = {"s": session, **fragments.transcript_page(session, before=int(raw))}
     return render(request, "command_center/detail.html#older", ctx)
 
 
-ACTIONS = {
+ACTIONS: dict[str, Callable[..., Any]] = {
     "cancel": services.session_cancel,
     "stop": services.session_stop,
     "pause": services.session_pause,
@@ -116,7 +133,7 @@ ACTIONS = {
 
 @require_POST
 @login_required
-def session_action(request: HttpRequest, session_id: str, verb: str) -> HttpResponse:
+def session_action(request: HtmxHttpRequest, session_id: str, verb: str) -> HttpResponse:
     session = _session_or_404(request, session_id)
     error = ""
     status = 200
@@ -124,9 +141,13 @@ def session_action(request: HttpRequest, session_id: str, verb: str) -> HttpResp
         if verb in ACTIONS:
             ACTIONS[verb](session=session, user=request.user)
         elif verb in ("approve", "reject"):
-            services.checkpoint_decide(session=session, user=request.user, approve=verb == "approve")
+            services.checkpoint_decide(
+                session=session, user=request.user, approve=verb == "approve"
+            )
         elif verb == "pin":
-            services.session_set_pinned(session=session, user=request.user, pinned=not session.pinned)
+            services.session_set_pinned(
+                session=session, user=request.user, pinned=not session.pinned
+            )
         else:
             raise Http404(f"Unknown action {verb!r}.")
     except services.NotAllowed as exc:
@@ -136,12 +157,14 @@ def session_action(request: HttpRequest, session_id: str, verb: str) -> HttpResp
     session = _session_or_404(request, session_id)
     if not request.htmx:
         return redirect("session_detail", session_id=session.pk)
-    return HttpResponse(fragments.header_html(request.user, session, action_error=error), status=status)
+    return HttpResponse(
+        fragments.header_html(request.user, session, action_error=error), status=status
+    )
 
 
 @require_POST
 @login_required
-def session_message(request: HttpRequest, session_id: str) -> HttpResponse:
+def session_message(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
     session = _session_or_404(request, session_id)
     text = request.POST.get("text", "")
     ctx: dict[str, Any] = {"s": session, "can_act": selectors.can_act(request.user, session)}
@@ -162,7 +185,7 @@ def session_message(request: HttpRequest, session_id: str) -> HttpResponse:
 
 @require_GET
 @login_required
-def session_export(request: HttpRequest, session_id: str) -> HttpResponse:
+def session_export(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
     """The redacted transcript as JSON, streamed from the database in seq order."""
     session = _session_or_404(request, session_id)
     data = {

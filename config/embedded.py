@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -81,7 +82,7 @@ def ensure_redis_daemon() -> int:
     return port
 
 
-def _wait_for(check, *, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(check: Callable[[], bool], *, what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():

@@ -39,13 +39,15 @@ def _start(env_overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ("DJANGO_ALLOWED_HOSTS", " , ", "DJANGO_ALLOWED_HOSTS must be a comma-separated list"),
     ],
 )
-def test_a_malformed_value_stops_startup_naming_the_variable(name, value, message, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_malformed_value_stops_startup_naming_the_variable(
+    name, value, message, tmp_path
+) -> None:
     result = _start({name: value, "VAR_DIR": str(tmp_path)})
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert message in result.stderr
 
 
-def test_the_defaults_start(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_defaults_start(tmp_path) -> None:
     result = _start({"VAR_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr

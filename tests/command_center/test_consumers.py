@@ -32,7 +32,9 @@ async def connect(user: Any, query: str) -> WebsocketCommunicator:
     return communicator
 
 
-async def receive_until(communicator: WebsocketCommunicator, needle: str, timeout: float = 5) -> str:
+async def receive_until(
+    communicator: WebsocketCommunicator, needle: str, timeout: float = 5
+) -> str:
     """Collect frames until one contains needle (pushes for panel counts etc. may come first)."""
     seen = []
     while True:
@@ -62,7 +64,7 @@ async def test_an_anonymous_socket_is_closed_with_a_4xxx_code() -> None:
     assert closed == {"type": "websocket.close", "code": 4401}
 
 
-async def test_a_foreign_origin_is_refused(world) -> None:  # type: ignore[no-untyped-def]
+async def test_a_foreign_origin_is_refused(world) -> None:
     communicator = WebsocketCommunicator(
         application, "/ws/command-center/?view=list", headers=[(b"origin", b"http://evil.example")]
     )
@@ -71,8 +73,10 @@ async def test_a_foreign_origin_is_refused(world) -> None:  # type: ignore[no-un
     assert not connected
 
 
-async def test_connect_sends_a_snapshot_of_list_and_panel(world) -> None:  # type: ignore[no-untyped-def]
-    mine = await sync_to_async(f.make_session)(world.agent, world.owner, Kind.FLOW_RUN, title="Snapshot me")
+async def test_connect_sends_a_snapshot_of_list_and_panel(world) -> None:
+    mine = await sync_to_async(f.make_session)(
+        world.agent, world.owner, Kind.FLOW_RUN, title="Snapshot me"
+    )
     communicator = await connect(world.owner, "view=list")
     snapshot = await communicator.receive_from(timeout=5)
     assert 'id="session-list"' in snapshot and 'id="cc-panel-body"' in snapshot
@@ -80,52 +84,64 @@ async def test_connect_sends_a_snapshot_of_list_and_panel(world) -> None:  # typ
     await communicator.disconnect()
 
 
-async def test_a_new_visible_session_is_pushed_as_a_row_insert(world) -> None:  # type: ignore[no-untyped-def]
+async def test_a_new_visible_session_is_pushed_as_a_row_insert(world) -> None:
     communicator = await connect(world.owner, "view=list")
     await communicator.receive_from(timeout=5)
-    s = await sync_to_async(f.make_session)(world.agent, world.owner, Kind.FLOW_RUN, title="Fresh run")
+    s = await sync_to_async(f.make_session)(
+        world.agent, world.owner, Kind.FLOW_RUN, title="Fresh run"
+    )
     frame = await receive_until(communicator, f'id="session-{s.pk}"')
     assert 'hx-swap-oob="afterbegin:#rows-live"' in frame
     assert "Fresh run" in frame
     await communicator.disconnect()
 
 
-async def test_a_filter_hides_a_non_matching_session(world) -> None:  # type: ignore[no-untyped-def]
+async def test_a_filter_hides_a_non_matching_session(world) -> None:
     communicator = await connect(world.owner, "view=list&kind=chat")
     await communicator.receive_from(timeout=5)
-    flow = await sync_to_async(f.make_session)(world.agent, world.owner, Kind.FLOW_RUN, title="Not a chat")
+    flow = await sync_to_async(f.make_session)(
+        world.agent, world.owner, Kind.FLOW_RUN, title="Not a chat"
+    )
     chat = await sync_to_async(f.make_session)(world.agent, world.owner, Kind.CHAT, title="A chat")
     frames = "".join(await drain(communicator))
     # The flow reaches the (unfiltered) panel but never the filtered list.
-    assert "#rows-live" in frames and f'class="row' in frames
-    rows_inserted = re.findall(r'afterbegin:#rows-(?:live|rest)">\s*<a id="session-([0-9a-f-]+)"', frames)
+    assert "#rows-live" in frames and 'class="row' in frames
+    rows_inserted = re.findall(
+        r'afterbegin:#rows-(?:live|rest)">\s*<a id="session-([0-9a-f-]+)"', frames
+    )
     assert rows_inserted == [str(chat.pk)]
     assert str(flow.pk) in frames  # as a panel item and a row delete only
     await communicator.disconnect()
 
 
-async def test_another_tenants_session_is_never_pushed(world) -> None:  # type: ignore[no-untyped-def]
+async def test_another_tenants_session_is_never_pushed(world) -> None:
     communicator = await connect(world.owner, "view=list")
     await communicator.receive_from(timeout=5)
-    theirs = await sync_to_async(f.make_session)(world.other_agent, world.other_admin, Kind.FLOW_RUN)
+    theirs = await sync_to_async(f.make_session)(
+        world.other_agent, world.other_admin, Kind.FLOW_RUN
+    )
     frames = "".join(await drain(communicator))
     assert str(theirs.pk) not in frames
     await communicator.disconnect()
 
 
-async def test_someone_elses_chat_is_not_pushed_to_a_project_developer(world) -> None:  # type: ignore[no-untyped-def]
+async def test_someone_elses_chat_is_not_pushed_to_a_project_developer(world) -> None:
     communicator = await connect(world.developer, "view=list")
     await communicator.receive_from(timeout=5)
     chat = await sync_to_async(f.make_session)(world.agent, world.owner, Kind.CHAT, title="Private")
-    flow = await sync_to_async(f.make_session)(world.agent, world.owner, Kind.FLOW_RUN, title="Shared")
+    flow = await sync_to_async(f.make_session)(
+        world.agent, world.owner, Kind.FLOW_RUN, title="Shared"
+    )
     frames = "".join(await drain(communicator))
     assert str(chat.pk) not in frames and "Private" not in frames
     assert str(flow.pk) in frames
     await communicator.disconnect()
 
 
-async def test_a_status_change_moves_the_row_between_sections(world) -> None:  # type: ignore[no-untyped-def]
-    s = await sync_to_async(f.make_session)(world.agent, world.owner, Kind.FLOW_RUN, status="running")
+async def test_a_status_change_moves_the_row_between_sections(world) -> None:
+    s = await sync_to_async(f.make_session)(
+        world.agent, world.owner, Kind.FLOW_RUN, status="running"
+    )
     communicator = await connect(world.owner, "view=list")
     await communicator.receive_from(timeout=5)
     await sync_to_async(f.walk_to)(s, "completed")
@@ -135,7 +151,7 @@ async def test_a_status_change_moves_the_row_between_sections(world) -> None:  #
     await communicator.disconnect()
 
 
-async def test_a_paged_viewer_gets_a_banner_instead_of_inserts(world) -> None:  # type: ignore[no-untyped-def]
+async def test_a_paged_viewer_gets_a_banner_instead_of_inserts(world) -> None:
     communicator = await connect(world.owner, "view=list")
     await communicator.receive_from(timeout=5)
     await communicator.send_json_to({"type": "paged"})
@@ -147,14 +163,16 @@ async def test_a_paged_viewer_gets_a_banner_instead_of_inserts(world) -> None:  
     await communicator.disconnect()
 
 
-async def test_detail_view_appends_new_events(world) -> None:  # type: ignore[no-untyped-def]
+async def test_detail_view_appends_new_events(world) -> None:
     s = await sync_to_async(f.make_session)(world.agent, world.owner, Kind.CHAT)
     communicator = await connect(world.owner, f"view=detail&session={s.pk}")
     snapshot = await communicator.receive_from(timeout=5)
     assert 'id="detail-header"' in snapshot and 'id="transcript"' in snapshot
     await sync_to_async(services.events_record)(
         session=s,
-        events=[services.EventIn("m1", "message", {"role": "agent", "text": "Hello from the agent"})],
+        events=[
+            services.EventIn("m1", "message", {"role": "agent", "text": "Hello from the agent"})
+        ],
         actor="rt",
     )
     frame = await receive_until(communicator, "Hello from the agent")
@@ -163,14 +181,14 @@ async def test_detail_view_appends_new_events(world) -> None:  # type: ignore[no
     await communicator.disconnect()
 
 
-async def test_detail_view_of_an_invisible_session_is_closed(world) -> None:  # type: ignore[no-untyped-def]
+async def test_detail_view_of_an_invisible_session_is_closed(world) -> None:
     s = await sync_to_async(f.make_session)(world.other_agent, world.other_admin, Kind.CHAT)
     communicator = await connect(world.owner, f"view=detail&session={s.pk}")
     closed = await communicator.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4404}
 
 
-async def test_a_bad_filter_is_closed_with_4400(world) -> None:  # type: ignore[no-untyped-def]
+async def test_a_bad_filter_is_closed_with_4400(world) -> None:
     communicator = await connect(world.owner, "view=list&kind=meeting")
     closed = await communicator.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4400}

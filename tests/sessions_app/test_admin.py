@@ -13,12 +13,12 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def admin_client(client, world):  # type: ignore[no-untyped-def]
+def admin_client(client, world):
     client.force_login(world.admin)
     return client
 
 
-def test_changelists_show_only_the_admins_tenant(admin_client, world) -> None:  # type: ignore[no-untyped-def]
+def test_changelists_show_only_the_admins_tenant(admin_client, world) -> None:
     f.make_session(world.agent, world.owner, Kind.FLOW_RUN, title="ours")
     f.make_session(world.other_agent, world.other_admin, Kind.FLOW_RUN, title="theirs")
     for model in ("agent", "project", "agentsession", "tenant", "initiative", "apitoken"):
@@ -31,7 +31,7 @@ def test_changelists_show_only_the_admins_tenant(admin_client, world) -> None:  
 
 
 @pytest.mark.parametrize("view", ["change", "delete", "history"])
-def test_another_tenants_row_is_unreachable_by_url(admin_client, world, view) -> None:  # type: ignore[no-untyped-def]
+def test_another_tenants_row_is_unreachable_by_url(admin_client, world, view) -> None:
     url = reverse(f"admin:sessions_app_agent_{view}", args=[world.other_agent.pk])
     resp = admin_client.get(url)
     # Django admin answers a row outside the queryset with a redirect to the index + message.
@@ -46,13 +46,13 @@ def test_another_tenants_row_is_unreachable_by_url(admin_client, world, view) ->
     assert world.other_agent.name == "rival"
 
 
-def test_foreign_key_choices_are_scoped(admin_client, world) -> None:  # type: ignore[no-untyped-def]
+def test_foreign_key_choices_are_scoped(admin_client, world) -> None:
     body = admin_client.get(reverse("admin:sessions_app_agent_add")).content.decode()
     assert "Acme" in body and "Globex" not in body
     assert "other_admin" not in body
 
 
-def test_adding_a_row_in_another_tenant_is_refused(admin_client, world) -> None:  # type: ignore[no-untyped-def]
+def test_adding_a_row_in_another_tenant_is_refused(admin_client, world) -> None:
     resp = admin_client.post(
         reverse("admin:sessions_app_initiative_add"),
         {"tenant": world.other_tenant.pk, "name": "sneaky"},
@@ -61,7 +61,7 @@ def test_adding_a_row_in_another_tenant_is_refused(admin_client, world) -> None:
     assert "Select a valid choice" in resp.content.decode()
 
 
-def test_sessions_are_read_only_with_their_transcript(admin_client, world) -> None:  # type: ignore[no-untyped-def]
+def test_sessions_are_read_only_with_their_transcript(admin_client, world) -> None:
     s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
     resp = admin_client.get(reverse("admin:sessions_app_agentsession_change", args=[s.pk]))
     body = resp.content.decode()
@@ -70,10 +70,16 @@ def test_sessions_are_read_only_with_their_transcript(admin_client, world) -> No
     assert admin_client.get(reverse("admin:sessions_app_agentsession_add")).status_code == 403
 
 
-def test_a_new_token_is_shown_once_and_stored_hashed(admin_client, world) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_token_is_shown_once_and_stored_hashed(admin_client, world) -> None:
     resp = admin_client.post(
         reverse("admin:sessions_app_apitoken_add"),
-        {"tenant": world.tenant.pk, "kind": "runtime", "name": "ci", "user": world.admin.pk, "agents": [world.agent.pk]},
+        {
+            "tenant": world.tenant.pk,
+            "kind": "runtime",
+            "name": "ci",
+            "user": world.admin.pk,
+            "agents": [world.agent.pk],
+        },
         follow=True,
     )
     body = resp.content.decode()
@@ -83,18 +89,20 @@ def test_a_new_token_is_shown_once_and_stored_hashed(admin_client, world) -> Non
     from sessions_app.services import hash_token
 
     assert token.token_hash == hash_token(shown)
-    again = admin_client.get(reverse("admin:sessions_app_apitoken_change", args=[token.pk])).content.decode()
+    again = admin_client.get(
+        reverse("admin:sessions_app_apitoken_change", args=[token.pk])
+    ).content.decode()
     assert shown not in again
 
 
-def test_a_superuser_sees_every_tenant(client, world) -> None:  # type: ignore[no-untyped-def]
+def test_a_superuser_sees_every_tenant(client, world) -> None:
     root = f.make_user("root", is_staff=True, is_superuser=True)
     client.force_login(root)
     body = client.get(reverse("admin:sessions_app_agent_changelist")).content.decode()
     assert "builder" in body and "rival" in body
 
 
-def test_a_plain_member_cannot_enter_the_admin(client, world) -> None:  # type: ignore[no-untyped-def]
+def test_a_plain_member_cannot_enter_the_admin(client, world) -> None:
     client.force_login(world.developer)
     resp = client.get(reverse("admin:sessions_app_agent_changelist"))
     assert resp.status_code == 302

@@ -102,7 +102,7 @@ def test_transition_table_matches_design(kind: str, from_status: str, to_status:
     assert lifecycle.is_allowed(kind, from_status, to_status) is expected
 
 
-def _at(world, kind: str, status: str) -> AgentSession:  # type: ignore[no-untyped-def]
+def _at(world, kind: str, status: str) -> AgentSession:
     session = f.make_session(world.agent, world.owner, kind)
     # Put the row straight into the status under test: the pair, not the route, is tested.
     AgentSession.objects.filter(pk=session.pk).update(
@@ -116,7 +116,7 @@ def _at(world, kind: str, status: str) -> AgentSession:  # type: ignore[no-untyp
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("kind", "from_status", "to_status"), ALL_PAIRS)
-def test_transition_applies_exactly_the_allowed_pairs(world, kind, from_status, to_status) -> None:  # type: ignore[no-untyped-def]
+def test_transition_applies_exactly_the_allowed_pairs(world, kind, from_status, to_status) -> None:
     session = _at(world, kind, from_status)
     before = SessionEvent.objects.filter(session=session, type="status_change").count()
     if (from_status, to_status) in EXPECTED_ALLOWED[kind]:
@@ -140,7 +140,7 @@ def test_transition_applies_exactly_the_allowed_pairs(world, kind, from_status, 
 
 
 @pytest.mark.django_db
-def test_transition_to_current_status_is_a_noop(world) -> None:  # type: ignore[no-untyped-def]
+def test_transition_to_current_status_is_a_noop(world) -> None:
     session = f.make_session(world.agent, world.owner, Kind.CHAT, status="ended")
     version = session.version
     events = session.events.count()
@@ -152,7 +152,7 @@ def test_transition_to_current_status_is_a_noop(world) -> None:  # type: ignore[
 
 
 @pytest.mark.django_db
-def test_status_outside_the_kind_is_refused(world) -> None:  # type: ignore[no-untyped-def]
+def test_status_outside_the_kind_is_refused(world) -> None:
     session = f.make_session(world.agent, world.owner, Kind.CHAT)
     with pytest.raises(IllegalTransition, match="chat cannot go from running to completed"):
         lifecycle.transition(session, Status.COMPLETED, actor="t")
@@ -161,7 +161,7 @@ def test_status_outside_the_kind_is_refused(world) -> None:  # type: ignore[no-u
 @pytest.mark.django_db(transaction=True)
 def test_transition_bumps_version_sets_timestamps_and_broadcasts_after_commit(
     world, broadcasts
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     session = f.make_session(world.agent, world.owner, Kind.FLOW_RUN)
     broadcasts.clear()
     v = session.version
@@ -176,7 +176,7 @@ def test_transition_bumps_version_sets_timestamps_and_broadcasts_after_commit(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_no_broadcast_when_the_transaction_rolls_back(world, broadcasts) -> None:  # type: ignore[no-untyped-def]
+def test_no_broadcast_when_the_transaction_rolls_back(world, broadcasts) -> None:
     from django.db import transaction
 
     session = f.make_session(world.agent, world.owner, Kind.FLOW_RUN)
@@ -206,7 +206,7 @@ def test_no_broadcast_when_the_transaction_rolls_back(world, broadcasts) -> None
         ("completed", "rejected", False, "success"),
     ],
 )
-def test_status_group(status, checkpoint, stalled, group) -> None:  # type: ignore[no-untyped-def]
+def test_status_group(status, checkpoint, stalled, group) -> None:
     assert (
         lifecycle.status_group(status=status, checkpoint_state=checkpoint, stalled=stalled) == group
     )
@@ -222,7 +222,7 @@ def test_status_group(status, checkpoint, stalled, group) -> None:  # type: igno
         ("chat", {"message_count": 8}, "8 messages"),
     ],
 )
-def test_progress_text(kind, fields, text) -> None:  # type: ignore[no-untyped-def]
+def test_progress_text(kind, fields, text) -> None:
     s = AgentSession(kind=kind, **fields)
     assert lifecycle.progress_text(s) == text
 

@@ -40,7 +40,7 @@ def run_together(n: int, fn: Callable[[int], Any]) -> list[Any]:
     return results
 
 
-def test_two_threads_making_the_same_transition_change_it_once(world) -> None:  # type: ignore[no-untyped-def]
+def test_two_threads_making_the_same_transition_change_it_once(world) -> None:
     session = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
 
     def pause(_: int) -> Any:
@@ -52,7 +52,7 @@ def test_two_threads_making_the_same_transition_change_it_once(world) -> None:  
     assert SessionEvent.objects.filter(session=session, payload__to="paused").count() == 1
 
 
-def test_two_threads_making_conflicting_transitions_leave_one_winner(world) -> None:  # type: ignore[no-untyped-def]
+def test_two_threads_making_conflicting_transitions_leave_one_winner(world) -> None:
     session = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
     targets = ["completed", "cancelled"]
 
@@ -71,7 +71,7 @@ def test_two_threads_making_conflicting_transitions_leave_one_winner(world) -> N
     assert "cannot go from" in str(losers[0])
 
 
-def test_twenty_parallel_creates_respect_a_cap_of_three(world) -> None:  # type: ignore[no-untyped-def]
+def test_twenty_parallel_creates_respect_a_cap_of_three(world) -> None:
     world.agent.max_concurrent_sessions_per_user = 3
     world.agent.save()
 
@@ -82,11 +82,13 @@ def test_twenty_parallel_creates_respect_a_cap_of_three(world) -> None:  # type:
     created = [r for r in results if isinstance(r, AgentSession)]
     refused = [r for r in results if isinstance(r, services.ConcurrencyLimit)]
     assert len(created) == 3
-    assert len(refused) == 17, [r for r in results if not isinstance(r, AgentSession | services.ConcurrencyLimit)]
+    assert len(refused) == 17, [
+        r for r in results if not isinstance(r, AgentSession | services.ConcurrencyLimit)
+    ]
     assert AgentSession.objects.filter(owner=world.owner).count() == 3
 
 
-def test_concurrent_event_batches_get_gap_free_seqs(world) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_event_batches_get_gap_free_seqs(world) -> None:
     session = f.make_session(world.agent, world.owner, Kind.CHAT)
 
     def post(i: int) -> Any:
@@ -95,11 +97,13 @@ def test_concurrent_event_batches_get_gap_free_seqs(world) -> None:  # type: ign
         return services.events_record(session=s, events=events, actor="rt")
 
     run_together(5, post)
-    seqs = list(SessionEvent.objects.filter(session=session).order_by("seq").values_list("seq", flat=True))
+    seqs = list(
+        SessionEvent.objects.filter(session=session).order_by("seq").values_list("seq", flat=True)
+    )
     assert seqs == list(range(1, 102))
 
 
-def test_the_database_refuses_a_cross_tenant_reference(world) -> None:  # type: ignore[no-untyped-def]
+def test_the_database_refuses_a_cross_tenant_reference(world) -> None:
     from django.db import IntegrityError, transaction
 
     session = f.make_session(world.agent, world.owner, Kind.FLOW_RUN)
@@ -107,7 +111,7 @@ def test_the_database_refuses_a_cross_tenant_reference(world) -> None:  # type: 
         AgentSession.objects.filter(pk=session.pk).update(agent=world.other_agent)
 
 
-def test_the_database_refuses_a_status_outside_the_kind(world) -> None:  # type: ignore[no-untyped-def]
+def test_the_database_refuses_a_status_outside_the_kind(world) -> None:
     from django.db import IntegrityError, transaction
 
     session = f.make_session(world.agent, world.owner, Kind.CHAT)

@@ -10,7 +10,7 @@ from tests import factories as f
 pytestmark = pytest.mark.django_db
 
 
-def test_create_starts_in_the_kinds_initial_status_with_a_generated_title(world) -> None:  # type: ignore[no-untyped-def]
+def test_create_starts_in_the_kinds_initial_status_with_a_generated_title(world) -> None:
     flow = f.make_session(world.agent, world.owner, Kind.FLOW_RUN)
     task = f.make_session(world.agent, world.owner, Kind.BACKGROUND_TASK)
     chat = f.make_session(world.agent, world.owner, Kind.CHAT)
@@ -37,15 +37,21 @@ def test_create_starts_in_the_kinds_initial_status_with_a_generated_title(world)
         ({"metadata": {"origin": "fax"}}, "origin"),
     ],
 )
-def test_create_rejects_bad_input_naming_the_field(world, kwargs, field) -> None:  # type: ignore[no-untyped-def]
-    args = {"agent": world.agent, "owner": world.owner, "kind": Kind.FLOW_RUN, "actor": "t", **kwargs}
+def test_create_rejects_bad_input_naming_the_field(world, kwargs, field) -> None:
+    args = {
+        "agent": world.agent,
+        "owner": world.owner,
+        "kind": Kind.FLOW_RUN,
+        "actor": "t",
+        **kwargs,
+    }
     with pytest.raises(services.InvalidInput) as exc:
         services.session_create(**args)
     assert exc.value.field == field
     assert not AgentSession.objects.exists()
 
 
-def test_timeout_must_fit_the_policys_max_duration(world) -> None:  # type: ignore[no-untyped-def]
+def test_timeout_must_fit_the_policys_max_duration(world) -> None:
     world.agent.idle_timeout_seconds = 60
     world.agent.max_duration_seconds = 600
     world.agent.save()
@@ -53,7 +59,7 @@ def test_timeout_must_fit_the_policys_max_duration(world) -> None:  # type: igno
         f.make_session(world.agent, world.owner, timeout_seconds=900)
 
 
-def test_model_override_needs_policy_and_caller_permission(world) -> None:  # type: ignore[no-untyped-def]
+def test_model_override_needs_policy_and_caller_permission(world) -> None:
     world.agent.allow_model_override = True
     world.agent.allowed_models = ["gpt-4o", "claude-sonnet"]
     world.agent.save()
@@ -65,18 +71,18 @@ def test_model_override_needs_policy_and_caller_permission(world) -> None:  # ty
     assert s.model == "claude-sonnet"
 
 
-def test_owner_must_be_allowed_to_use_the_agent(world) -> None:  # type: ignore[no-untyped-def]
+def test_owner_must_be_allowed_to_use_the_agent(world) -> None:
     with pytest.raises(services.InvalidInput, match="may not use the agent"):
         f.make_session(world.agent, world.outsider)
 
 
-def test_cross_tenant_initiative_is_refused(world) -> None:  # type: ignore[no-untyped-def]
+def test_cross_tenant_initiative_is_refused(world) -> None:
     foreign = f.make_initiative(world.other_tenant)
     with pytest.raises(services.InvalidInput, match="another workspace"):
         f.make_session(world.agent, world.owner, initiative=foreign)
 
 
-def test_concurrency_cap_counts_live_sessions_and_names_the_limit(world) -> None:  # type: ignore[no-untyped-def]
+def test_concurrency_cap_counts_live_sessions_and_names_the_limit(world) -> None:
     world.agent.max_concurrent_sessions_per_user = 2
     world.agent.save()
     f.make_session(world.agent, world.owner)
@@ -90,7 +96,7 @@ def test_concurrency_cap_counts_live_sessions_and_names_the_limit(world) -> None
     f.make_session(world.agent, world.owner)
 
 
-def test_resume_from_stopped_respects_the_cap(world) -> None:  # type: ignore[no-untyped-def]
+def test_resume_from_stopped_respects_the_cap(world) -> None:
     world.agent.max_concurrent_sessions_per_user = 1
     world.agent.save()
     stopped = f.make_session(world.agent, world.owner, status="stopped")
@@ -101,11 +107,13 @@ def test_resume_from_stopped_respects_the_cap(world) -> None:  # type: ignore[no
     assert stopped.status == "stopped"
 
 
-def test_events_record_assigns_seqs_counts_and_is_idempotent(world) -> None:  # type: ignore[no-untyped-def]
+def test_events_record_assigns_seqs_counts_and_is_idempotent(world) -> None:
     s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN)
     batch = [
         services.EventIn("e1", "status_change", {"to": "running"}),
-        services.EventIn("e2", "step", {"phase": "started", "name": "Plan", "index": 1, "total": 4}),
+        services.EventIn(
+            "e2", "step", {"phase": "started", "name": "Plan", "index": 1, "total": 4}
+        ),
         services.EventIn("e3", "message", {"role": "agent", "text": "hi"}),
     ]
     first = services.events_record(session=s, events=batch, actor="rt")
@@ -116,10 +124,15 @@ def test_events_record_assigns_seqs_counts_and_is_idempotent(world) -> None:  # 
     s.refresh_from_db()
     assert (s.status, s.current_step, s.total_steps, s.message_count) == ("running", 1, 4, 1)
     assert s.progress_text == "Step 1 of 4"
-    assert list(SessionEvent.objects.filter(session=s).values_list("seq", flat=True)) == [1, 2, 3, 4]
+    assert list(SessionEvent.objects.filter(session=s).values_list("seq", flat=True)) == [
+        1,
+        2,
+        3,
+        4,
+    ]
 
 
-def test_events_record_redacts_before_storing(world) -> None:  # type: ignore[no-untyped-def]
+def test_events_record_redacts_before_storing(world) -> None:
     s = f.make_session(world.agent, world.owner, Kind.CHAT)
     secret = "ghp_" + "a1B2" * 9
     services.events_record(
@@ -133,16 +146,18 @@ def test_events_record_redacts_before_storing(world) -> None:  # type: ignore[no
     assert sum(event.redactions.values()) == 1
 
 
-def test_operator_actions_write_an_audit_event_and_queue_a_command(world) -> None:  # type: ignore[no-untyped-def]
+def test_operator_actions_write_an_audit_event_and_queue_a_command(world) -> None:
     s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
     services.session_pause(session=s, user=world.maintainer)
     assert s.status == "paused"
     action = SessionEvent.objects.filter(session=s, type="action").get()
     assert action.payload == {"action": "pause", "by": "maintainer"}
-    assert list(RuntimeCommand.objects.filter(session=s).values_list("kind", flat=True)) == ["pause"]
+    assert list(RuntimeCommand.objects.filter(session=s).values_list("kind", flat=True)) == [
+        "pause"
+    ]
 
 
-def test_a_developer_may_see_but_not_act(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_developer_may_see_but_not_act(world) -> None:
     s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
     with pytest.raises(services.NotAllowed):
         services.session_cancel(session=s, user=world.developer)
@@ -154,15 +169,17 @@ def test_a_developer_may_see_but_not_act(world) -> None:  # type: ignore[no-unty
     assert s.status == "running"
 
 
-def test_repeating_an_action_is_idempotent(world) -> None:  # type: ignore[no-untyped-def]
+def test_repeating_an_action_is_idempotent(world) -> None:
     s = f.make_session(world.agent, world.owner, Kind.CHAT)
     services.session_end(session=s, user=world.owner)
     services.session_end(session=s, user=world.owner)
     assert RuntimeCommand.objects.filter(session=s).count() == 1
-    assert SessionEvent.objects.filter(session=s, type="status_change").count() == 2  # created + end
+    assert (
+        SessionEvent.objects.filter(session=s, type="status_change").count() == 2
+    )  # created + end
 
 
-def test_transfer_hands_a_live_session_to_another_person(world) -> None:  # type: ignore[no-untyped-def]
+def test_transfer_hands_a_live_session_to_another_person(world) -> None:
     s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
     successor = services.session_transfer(session=s, user=world.owner, to_user=world.developer)
     s.refresh_from_db()
@@ -170,7 +187,7 @@ def test_transfer_hands_a_live_session_to_another_person(world) -> None:  # type
     assert successor.owner == world.developer and successor.transferred_from_id == s.pk
 
 
-def test_checkpoint_reject_marks_a_problem_and_tells_the_runtime(world) -> None:  # type: ignore[no-untyped-def]
+def test_checkpoint_reject_marks_a_problem_and_tells_the_runtime(world) -> None:
     s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
     services.events_record(
         session=s,
@@ -189,14 +206,14 @@ def test_checkpoint_reject_marks_a_problem_and_tells_the_runtime(world) -> None:
         services.checkpoint_decide(session=s, user=world.owner, approve=True)
 
 
-def test_message_to_an_idle_chat_brings_it_back_to_running(world) -> None:  # type: ignore[no-untyped-def]
+def test_message_to_an_idle_chat_brings_it_back_to_running(world) -> None:
     s = f.make_session(world.agent, world.owner, Kind.CHAT, status="idle")
     command = services.message_send(session=s, user=world.owner, text="  still there? ")
     assert s.status == "running" and s.message_count == 1
     assert command.kind == "message" and command.payload == {"text": "still there?"}
 
 
-def test_tokens_are_hashed_at_rest(world) -> None:  # type: ignore[no-untyped-def]
+def test_tokens_are_hashed_at_rest(world) -> None:
     token, raw = services.token_create(
         tenant=world.tenant, kind="runtime", name="rt", user=world.admin, agents=[world.agent]
     )
@@ -204,5 +221,9 @@ def test_tokens_are_hashed_at_rest(world) -> None:  # type: ignore[no-untyped-de
     assert token.token_hash == services.hash_token(raw)
     with pytest.raises(services.InvalidInput, match="workspace"):
         services.token_create(
-            tenant=world.tenant, kind="runtime", name="x", user=world.admin, agents=[world.other_agent]
+            tenant=world.tenant,
+            kind="runtime",
+            name="x",
+            user=world.admin,
+            agents=[world.other_agent],
         )

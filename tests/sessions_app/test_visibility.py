@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def sessions(world):  # type: ignore[no-untyped-def]
+def sessions(world):
     return {
         "owner_flow": f.make_session(world.agent, world.owner, Kind.FLOW_RUN),
         "owner_task": f.make_session(world.agent, world.owner, Kind.BACKGROUND_TASK),
@@ -35,14 +35,14 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("persona", sorted(EXPECTED))
-def test_each_persona_sees_exactly_what_it_should_in_lists(world, sessions, persona) -> None:  # type: ignore[no-untyped-def]
+def test_each_persona_sees_exactly_what_it_should_in_lists(world, sessions, persona) -> None:
     user = getattr(world, persona)
     seen = set(selectors.sessions_visible_to(user).values_list("pk", flat=True))
     assert seen == {sessions[name].pk for name in EXPECTED[persona]}
 
 
 @pytest.mark.parametrize("persona", sorted(EXPECTED))
-def test_each_persona_gets_404_by_id_for_what_it_may_not_see(world, sessions, persona) -> None:  # type: ignore[no-untyped-def]
+def test_each_persona_gets_404_by_id_for_what_it_may_not_see(world, sessions, persona) -> None:
     user = getattr(world, persona)
     for name, session in sessions.items():
         if name in EXPECTED[persona]:
@@ -66,13 +66,13 @@ ACTORS = {
 
 
 @pytest.mark.parametrize("persona", sorted(ACTORS))
-def test_each_persona_may_act_exactly_where_design_says(world, sessions, persona) -> None:  # type: ignore[no-untyped-def]
+def test_each_persona_may_act_exactly_where_design_says(world, sessions, persona) -> None:
     user = getattr(world, persona)
     allowed = {name for name, s in sessions.items() if selectors.can_act(user, s)}
     assert allowed == ACTORS[persona]
 
 
-def test_anonymous_sees_nothing(world, sessions) -> None:  # type: ignore[no-untyped-def]
+def test_anonymous_sees_nothing(world, sessions) -> None:
     from django.contrib.auth.models import AnonymousUser
 
     assert not selectors.sessions_visible_to(AnonymousUser()).exists()
@@ -80,12 +80,12 @@ def test_anonymous_sees_nothing(world, sessions) -> None:  # type: ignore[no-unt
         selectors.session_get_for_user(AnonymousUser(), sessions["owner_flow"].pk)
 
 
-def test_a_malformed_id_is_not_found_rather_than_an_error(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_malformed_id_is_not_found_rather_than_an_error(world) -> None:
     with pytest.raises(selectors.NotFound):
         selectors.session_get_for_user(world.admin, "not-a-uuid")
 
 
-def test_lists_filter_and_page_with_a_keyset_cursor(world) -> None:  # type: ignore[no-untyped-def]
+def test_lists_filter_and_page_with_a_keyset_cursor(world) -> None:
     made = [f.make_session(world.agent, world.owner, Kind.FLOW_RUN) for _ in range(7)]
     flt = selectors.SessionFilter(kind=Kind.FLOW_RUN)
     first = selectors.session_page(world.owner, flt, limit=3)
@@ -97,7 +97,7 @@ def test_lists_filter_and_page_with_a_keyset_cursor(world) -> None:  # type: ign
     assert third.next_cursor is None
 
 
-def test_list_puts_live_sessions_first_then_most_recent(world) -> None:  # type: ignore[no-untyped-def]
+def test_list_puts_live_sessions_first_then_most_recent(world) -> None:
     done = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="completed")
     live = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
     newest_done = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="failed")
@@ -105,21 +105,23 @@ def test_list_puts_live_sessions_first_then_most_recent(world) -> None:  # type:
     assert order == [live.pk, newest_done.pk, done.pk]
 
 
-def test_search_by_title_and_by_hash_id(world) -> None:  # type: ignore[no-untyped-def]
+def test_search_by_title_and_by_hash_id(world) -> None:
     a = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, title="Release checklist")
     b = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, title="Nightly bump")
     by_title = selectors.filtered_sessions(world.owner, selectors.SessionFilter(q="release"))
     assert list(by_title) == [a]
-    by_id = selectors.filtered_sessions(world.owner, selectors.SessionFilter(q=f"#{b.short_id[:5]}"))
+    by_id = selectors.filtered_sessions(
+        world.owner, selectors.SessionFilter(q=f"#{b.short_id[:5]}")
+    )
     assert list(by_id) == [b]
 
 
-def test_a_bad_cursor_is_a_clear_error(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_cursor_is_a_clear_error(world) -> None:
     with pytest.raises(selectors.InvalidCursor, match="cursor is not valid"):
         selectors.session_page(world.owner, selectors.SessionFilter(), cursor="garbage!!")
 
 
-def test_active_now_and_recent_follow_the_design_rule(world) -> None:  # type: ignore[no-untyped-def]
+def test_active_now_and_recent_follow_the_design_rule(world) -> None:
     from datetime import timedelta
 
     from django.utils import timezone
@@ -132,7 +134,9 @@ def test_active_now_and_recent_follow_the_design_rule(world) -> None:  # type: i
     done = f.make_session(world.agent, world.owner, Kind.BACKGROUND_TASK, status="completed")
     old = f.make_session(world.agent, world.owner, Kind.BACKGROUND_TASK, status="completed")
     now = timezone.now()
-    AgentSession.objects.filter(pk=stale_chat.pk).update(last_activity_at=now - timedelta(minutes=31))
+    AgentSession.objects.filter(pk=stale_chat.pk).update(
+        last_activity_at=now - timedelta(minutes=31)
+    )
     AgentSession.objects.filter(pk=old.pk).update(last_activity_at=now - timedelta(hours=25))
     active = set(selectors.active_now(world.owner, now=now).values_list("pk", flat=True))
     recent = set(selectors.recent(world.owner, now=now).values_list("pk", flat=True))

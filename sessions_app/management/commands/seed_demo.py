@@ -168,7 +168,7 @@ def _title(kind: str, i: int) -> str:
             "Draft the incident report",
             "Explain the retry policy",
         ],
-    }[kind][(i // 3) % 3] + f" #{i + 1}"
+    }[Kind(kind)][(i // 3) % 3] + f" #{i + 1}"
 
 
 def _events(session: AgentSession, items: list[tuple[str, dict[str, Any]]]) -> None:
