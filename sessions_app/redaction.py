@@ -31,6 +31,7 @@ trying it). Only then do lookbehinds confirm the full prefix. This means:
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -52,7 +53,6 @@ def _ci(word: str) -> str:
 
 # Characters that may surround a credential without being part of it.
 _TOKEN_CHARS = r"A-Za-z0-9_-"
-_NO_TOKEN_BEFORE = rf"(?<![{_TOKEN_CHARS}])"
 _NO_TOKEN_AFTER = rf"(?![{_TOKEN_CHARS}])"
 
 # ---------------------------------------------------------------------------
@@ -135,19 +135,27 @@ _SECRET_NAME_VARIANTS: Final = _name_variants(_WORDS_ALONE, _WORDS_SUFFIX, _WORD
 # Assignment values (captured in lookaheads, see module docstring)
 # ---------------------------------------------------------------------------
 
+# Unquoted values are looked at for at most _UNQUOTED_MAX characters, which
+# keeps a long line full of candidates ("token=token=...") linear; Python
+# extends the rare longer value to its real end.
+_UNQUOTED_REST: Final = r"[^\s\"'`,;&|)\]}>\\]"
+_UNQUOTED_MAX: Final = 1024
+_UNQUOTED_TAIL: Final = re.compile(_UNQUOTED_REST + "{0,65536}+")
+
 # Escaped quotes first: transcripts are full of JSON serialised inside JSON
-# strings ({\"api_key\": \"...\"}). Possessive quantifiers keep the scan
-# linear on unterminated quotes.
+# strings ({\"api_key\": \"...\"}). Quoted lengths are bounded and
+# quantifiers possessive so that unterminated quotes stay linear; longer
+# quoted credentials with a shape (JWTs, PEM blocks) have rules of their own.
 _VALUE: Final = (
     r"(?:"
     r'\\"[^"\\\n]{1,4096}+\\"'
     r"|\\'[^'\\\n]{1,4096}+\\'"
-    r'|"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"'
-    r"|'[^'\\\n]*+(?:\\.[^'\\\n]*+)*+'"
+    r'|"(?:[^"\\\n]|\\.){0,4096}+"'
+    r"|'(?:[^'\\\n]|\\.){0,4096}+'"
     # Unquoted: must not start like a flag, an operator, a collection, a
     # shell expansion or a mask; stops where a token ends in shell, URL query
     # strings, JSON or call arguments.
-    r"|[^\s\"'`,;&|()\[\]{}<>=$*\\-][^\s\"'`,;&|)\]}>\\]*+"
+    rf"|[^\s\"'`,;&|()\[\]{{}}<>=$*\\-]{_UNQUOTED_REST}{{0,{_UNQUOTED_MAX - 1}}}+"
     r")"
 )
 
@@ -176,12 +184,13 @@ _RULES: Final[tuple[tuple[str, str, str, str], ...]] = (
         "private_key",
         "-",
         "-",
-        # The whole block. A transcript may be cut mid-key; without an END
-        # line, the whole base64 lines that follow (real or JSON-escaped line
-        # breaks) are taken instead. The bounded lazy scan keeps many BEGIN
-        # lines without END from going quadratic.
+        # The whole block. The body never contains five dashes, so it is
+        # taken possessively up to the next "-----", which keeps runs of
+        # BEGIN lines without END linear. A transcript may be cut mid-key;
+        # without an END line, the whole base64 lines that follow (real or
+        # JSON-escaped line breaks) are taken instead.
         r"(?<=--)---BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
-        r"(?:[\s\S]{0,16384}?-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+        r"(?:(?:[^-]|-(?!----)){0,16384}+-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----"
         r"|(?:(?:\r?\n|\\r?\\n)[ \t]*[A-Za-z0-9+/=]{4,100}(?=[\r\n\\\"']|\Z))*)",
     ),
     (
@@ -256,7 +265,7 @@ _RULES: Final[tuple[tuple[str, str, str, str], ...]] = (
         "/",
         # Only "://" is consumed; user and password are looked at, not eaten,
         # so a token used as the user name is still found on its own.
-        r"(?<=:/)/(?=[^\s:/@?#\"'<>]{0,256}+:(?P<url_password_v>[^\s/@?#\"'<>]{1,256}+)@)",
+        r"(?<=:/)/(?=[^\s:/@?#\"'<>\[\]]{0,256}+:(?P<url_password_v>[^\s/@?#\"'<>]{1,256}+)@)",
     ),
     (
         "jwt",
@@ -325,8 +334,8 @@ _SCANNER: Final = _build_scanner()
 # How many characters before the match a credential starts (see docstring).
 _BACKSTEP: Final = {"jwt": 2, "stripe_key": 1, "anthropic_key": 1, "openai_key": 1}
 
-# Rules that identify a credential by its own shape; the candidates for "the
-# most specific rule" of an assignment or header value.
+# Rules that recognise a credential by its own shape, whatever surrounds it
+# (see _Shapes).
 _SHAPE_RULES: Final = frozenset(RULE_NAMES) - {
     "url_password",
     "authorization_header",
@@ -373,16 +382,44 @@ _PATH: Final = re.compile(
 # Code rather than data: call expressions, subscripts, attribute chains.
 _CODE: Final = re.compile(r"[A-Za-z_][\w.]*[(\[].*|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_]\w*")
-# Identifiers made of plain words ("created_at", "sessionData") are field or
-# variable names even when quoted; generated secrets are not made of words.
-_WORDY_IDENTIFIER: Final = re.compile(r"[a-z]+(?:_[a-z]+)+|[a-z]+(?:[A-Z][a-z]+)+")
+# Identifiers made of words joined by "_" ("created_at", "DEFAULT_API_KEY")
+# are field or constant names even when quoted; random strings have no "_".
+_SNAKE_NAME: Final = re.compile(r"[a-z]+(?:_[a-z]+)+|[A-Z]+(?:_[A-Z]+)+")
+# CamelCase words ("SecretStr", "sessionData") are type names, but only where
+# a type can stand: an unquoted value after ":" (password: SecretStr). Random
+# letters often fall into the same case pattern ("UtyvjqNnnpXzgl"), so every
+# word must also look like one: two letters or more, a vowel unless it is a
+# short abbreviation ("Str", "Msg"), and no four consonants in a row.
+_CAMEL_NAME: Final = re.compile(r"[a-z]+(?:[A-Z][a-z]+)+|[A-Z][a-z]+(?:[A-Z][a-z]+)*")
+_WORD: Final = re.compile(r"[A-Z]?[a-z]+|[A-Z]+")
+_VOWELS: Final = frozenset("aeiouyAEIOUY")
+_CONSONANT_RUN: Final = re.compile(r"[b-df-hj-np-tv-xzB-DF-HJ-NP-TV-XZ]{4}")
+# "*_key" names that are not secrets: public halves and database/cache keys.
+_NOT_SECRET_NAME: Final = re.compile(
+    r"(?:public|pub|primary|foreign|sort|partition|cache|idempotency|routing|lookup|"
+    r"group|index|unique|natural|composite|surrogate|hash|dedupe|dedup|row|range)[_-]?key\Z",
+    re.IGNORECASE,
+)
 _DIGIT_ALPHA_SWITCH: Final = re.compile(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
-_PROSE: Final = re.compile(r"[A-Za-z][A-Za-z'’,.!?:-]*(?:\s+[A-Za-z][A-Za-z'’,.!?:-]*)+")
+_PROSE: Final = re.compile(r"[A-Za-z][A-Za-z'\u2019,.!?:-]*(?:\s+[A-Za-z][A-Za-z'\u2019,.!?:-]*)+")
 _AWS_SECRET_NAME: Final = re.compile(r"(?:aws)?secretaccesskey", re.IGNORECASE)
 _AWS_SECRET_VALUE: Final = re.compile(r"[A-Za-z0-9/+]{40}")
 _NAME_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 _SCHEMES: Final = frozenset({"bearer", "basic", "token", "bot"})
 _MIN_SECRET_LEN: Final = 6
+_LONG_VALUE: Final = 256
+_YAML_WINDOW: Final = 256
+_EARLIER_MARKER: Final = re.compile(r"\[REDACTED:[a-z_]+\]")
+
+
+def _is_camel_name(value: str) -> bool:
+    """Whether a value reads as a CamelCase type name rather than random letters."""
+    return bool(_CAMEL_NAME.fullmatch(value)) and all(
+        len(word) >= 2
+        and (len(word) <= 3 or not _VOWELS.isdisjoint(word))
+        and not _CONSONANT_RUN.search(word)
+        for word in _WORD.findall(value)
+    )
 
 
 def _looks_random(value: str) -> bool:
@@ -393,19 +430,26 @@ def _looks_random(value: str) -> bool:
     return switches >= 3 or (len(value) >= 16 and "_" not in value)
 
 
-def _is_secret_value(value: str, *, literal: bool) -> bool:
+def _is_secret_value(value: str, *, literal: bool, type_position: bool = False) -> bool:
     """Whether an assignment value should be treated as a credential.
 
     ``literal`` says the value is data (quoted, env file, CLI flag); otherwise
     it may be source code, where ``token = tokenizer`` names a variable.
+    ``type_position`` says it may be a type annotation (``password: SecretStr``).
     """
+    # Judge what earlier redaction left behind, so redacting is idempotent.
+    value = _EARLIER_MARKER.sub("", value)
     if len(value) < _MIN_SECRET_LEN or value.isspace():
         return False
-    if _PLACEHOLDER.fullmatch(value) or _NUMERIC.fullmatch(value) or _PATH.fullmatch(value):
+    if len(value) > _LONG_VALUE:
+        # A long literal under a secret name is a credential (session tokens,
+        # certificates); checking it cheaply also keeps long lines linear.
+        return not _PROSE.fullmatch(value.strip())
+    if _CODE.fullmatch(value) or _SNAKE_NAME.fullmatch(value):
+        return False  # calls, attribute chains (settings.SECRET_KEY), names
+    if type_position and _is_camel_name(value):
         return False
-    if _CODE.fullmatch(value):
-        return False  # calls, attribute chains: settings.SECRET_KEY, os.environ[
-    if _WORDY_IDENTIFIER.fullmatch(value):
+    if _PLACEHOLDER.fullmatch(value) or _NUMERIC.fullmatch(value) or _PATH.fullmatch(value):
         return False
     if not literal and _IDENTIFIER.fullmatch(value) and not _looks_random(value):
         return False
@@ -413,12 +457,25 @@ def _is_secret_value(value: str, *, literal: bool) -> bool:
     return not (" " in value and _PROSE.fullmatch(value.strip()))
 
 
-def _shape_rule(value: str) -> str | None:
-    """Name of the first shaped credential inside ``value``, if any."""
-    for m in _SCANNER.finditer(value):
-        if m.lastgroup in _SHAPE_RULES:
-            return m.lastgroup
-    return None
+class _Shapes:
+    """Spans of the credentials in a text that have a shape of their own.
+
+    The main scan finds every one of them, including those inside assignment,
+    header and URL values (values are looked at, not consumed). Such a
+    credential's own edit names it by its most specific rule and replaces
+    exactly it: ``GITHUB_TOKEN=ghp_...`` becomes ``[REDACTED:github_token]``,
+    ``"Bearer ghp_..."`` keeps "Bearer ", ``https://x:ghs_...@github.com``
+    keeps the host. So the value edits stand back when a value holds one.
+    """
+
+    __slots__ = ("starts",)
+
+    def __init__(self, starts: list[int]) -> None:
+        self.starts = starts  # sorted: matches come in text order
+
+    def within(self, start: int, end: int) -> bool:
+        i = bisect_left(self.starts, start)
+        return i < len(self.starts) and self.starts[i] < end
 
 
 def _unquote(raw: str) -> tuple[int, int]:
@@ -434,30 +491,30 @@ def _unquote(raw: str) -> tuple[int, int]:
 _Edit = tuple[int, int, str]
 
 
-def _edit_for(m: re.Match[str]) -> _Edit | None:
+def _edit_for(m: re.Match[str], shapes: _Shapes) -> _Edit | None:
     rule = m.lastgroup
     assert rule is not None
     if rule == "secret_assignment":
-        return _assignment_edit(m)
+        return _assignment_edit(m, shapes)
     if rule == "authorization_header":
-        return _authorization_edit(m)
+        return _authorization_edit(m, shapes)
     if rule == "slack_webhook":
         return (*m.span("slack_webhook_v"), rule)
     if rule == "url_password":
         start, end = m.span("url_password_v")
-        password = m.string[start:end]
-        if _PLACEHOLDER.fullmatch(password):
+        if _PLACEHOLDER.fullmatch(m.string[start:end]) or shapes.within(start, end):
             return None
-        return start, end, _shape_rule(password) or rule
-    return m.start() - _BACKSTEP.get(rule, 0), m.end(), rule
+        return start, end, rule
+    return _shape_start(m, rule), m.end(), rule
 
 
-def _authorization_edit(m: re.Match[str]) -> _Edit | None:
+def _shape_start(m: re.Match[str], rule: str) -> int:
+    return m.start() - _BACKSTEP.get(rule, 0)
+
+
+def _authorization_edit(m: re.Match[str], shapes: _Shapes) -> _Edit | None:
     start, end = m.span("authorization_header_v")
     credential = m.string[start:end]
-    shaped = _shape_rule(credential)
-    if shaped:
-        return start, end, shaped
     has_scheme = m.group("authorization_header_scheme") is not None
     if (
         credential.lower() in _SCHEMES
@@ -466,39 +523,72 @@ def _authorization_edit(m: re.Match[str]) -> _Edit | None:
         # Credentials are never a plain word; a word here means prose
         # ("Authorization: Bearer tokens are...", "Authorization: required").
         or (credential.isalpha() and (not has_scheme or len(credential) < 20))
+        or shapes.within(start, end)
     ):
         return None
     return start, end, "authorization_header"
 
 
-def _assignment_edit(m: re.Match[str]) -> _Edit | None:
+def _assignment_edit(m: re.Match[str], shapes: _Shapes) -> _Edit | None:
     start, end = m.span("secret_assignment_v")
     raw = m.string[start:end]
     lo, hi = _unquote(raw)
-    start, end = start + lo, start + hi
     value = raw[lo:hi]
-    shaped = _shape_rule(value)
-    if shaped:
-        return start, end, shaped
-    name = _name_before(m)
-    if _AWS_SECRET_NAME.search(name.replace("_", "").replace("-", "")) and (
-        _AWS_SECRET_VALUE.fullmatch(value)
+    name, name_start = _name_before(m)
+    if _NOT_SECRET_NAME.search(name):
+        return None
+    value_start, value_end = start + lo, start + hi
+    if not lo and len(value) >= _UNQUOTED_MAX:
+        # The pattern stops looking after _UNQUOTED_MAX characters; never
+        # leave the rest of a long value behind.
+        tail = _UNQUOTED_TAIL.match(m.string, value_end)
+        value_end = end = tail.end() if tail else value_end
+        value = m.string[value_start:value_end]
+    if _AWS_SECRET_VALUE.fullmatch(value) and _AWS_SECRET_NAME.search(
+        name.replace("_", "").replace("-", "")
     ):
-        return start, end, _AWS_SECRET_RULE
-    cli = m.group("secret_assignment_cli") is not None
-    # An UPPER_CASE name is an environment variable or a constant, whose
-    # unquoted value is a literal string (env files, shell, YAML env blocks);
-    # a lower-case name is more likely code.
-    literal = bool(lo) or cli or (name.upper() == name and any(c.isalpha() for c in name))
-    if _is_secret_value(value, literal=literal):
-        return start, end, "secret_assignment"
+        return value_start, value_end, _AWS_SECRET_RULE
+    literal = (
+        bool(lo)
+        or m.group("secret_assignment_cli") is not None
+        # An UPPER_CASE name is an environment variable or a constant, whose
+        # unquoted value is a literal string (env files, shell, compose).
+        or (name.upper() == name and any(c.isalpha() for c in name))
+        # A URL query parameter ("?password=...&") is data.
+        or m.string[name_start - 1 : name_start] in ("?", "&")
+        or _is_yaml_line(m.string, name_start, end)
+    )
+    type_position = not lo and m.group().startswith(":")
+    if _is_secret_value(value, literal=literal, type_position=type_position) and not shapes.within(
+        value_start, value_end
+    ):
+        return value_start, value_end, "secret_assignment"
     return None
 
 
-def _name_before(m: re.Match[str]) -> str:
-    """The assigned name: the text before the separator, or the CLI flag."""
+def _is_yaml_line(text: str, name_start: int, value_end: int) -> bool:
+    """``name: value`` alone on its line, as in YAML rather than in code.
+
+    Code puts something around an annotation or object member
+    (``token: string;``, ``f(token: str)``, ``{ token: token }``); a YAML
+    mapping line has only indentation or a list dash before the name and
+    nothing (or a comment) after the value.
+    """
+    # Only a short window either side is looked at, so that a huge one-line
+    # payload with many assignments does not rescan the line for each.
+    window = text[max(0, name_start - _YAML_WINDOW) : name_start]
+    if "\n" not in window and name_start > _YAML_WINDOW:
+        return False
+    if window.rpartition("\n")[2].strip(" \t-"):
+        return False
+    rest = text[value_end : value_end + _YAML_WINDOW].partition("\n")[0].strip()
+    return not rest or rest.startswith("#")
+
+
+def _name_before(m: re.Match[str]) -> tuple[str, int]:
+    """The assigned name and where it starts: before the separator, or the CLI flag."""
     if m.group("secret_assignment_cli") is not None:
-        return m.group().split("=")[0].strip()
+        return m.group().split("=")[0].strip(), m.start()
     text = m.string
     end = m.start()
     while end and text[end - 1] in " \t":
@@ -508,11 +598,28 @@ def _name_before(m: re.Match[str]) -> str:
     start = end
     while start and text[start - 1] in _NAME_CHARS:
         start -= 1
-    return text[start:end]
+    return text[start:end], start
 
 
 def _redact(text: str, counts: dict[str, int]) -> str:
-    edits = [edit for m in _SCANNER.finditer(text) if (edit := _edit_for(m))]
+    matches = list(_SCANNER.finditer(text))
+    if not matches:
+        return text
+    shapes = _Shapes([_shape_start(m, r) for m in matches if (r := m.lastgroup) in _SHAPE_RULES])
+    edits: list[_Edit] = []
+    value_edit_end = -1
+    for m in matches:
+        shape = m.lastgroup in _SHAPE_RULES
+        if not shape and m.start() < value_edit_end:
+            # Inside a value already being replaced ("token=token=..."): its
+            # own value ends at the same delimiter, so its edit would be
+            # dropped below anyway; skipping keeps long lines linear.
+            continue
+        edit = _edit_for(m, shapes)
+        if edit:
+            edits.append(edit)
+            if not shape:
+                value_edit_end = max(value_edit_end, edit[1])
     if not edits:
         return text
     # Values are matched by lookahead, so edits can nest (an assignment whose
