@@ -11,3 +11,26 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("scc")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# The one beat schedule (docs/operations.md, "Policies and beat"). Each tick `expires` before the
+# next one is due, so when workers fall behind stale ticks are dropped instead of piling up; each
+# task's time budget and limits fit inside its interval (sessions_app/tasks.py).
+POLICY_SWEEP_INTERVAL = 30.0
+HOUSEKEEPING_INTERVAL = 600.0
+app.conf.beat_schedule = {
+    "policy-sweep": {
+        "task": "sessions_app.tasks.policy_sweep",
+        "schedule": POLICY_SWEEP_INTERVAL,
+        "options": {"expires": POLICY_SWEEP_INTERVAL - 5},
+    },
+    "archive-sweep": {
+        "task": "sessions_app.tasks.archive_sweep",
+        "schedule": HOUSEKEEPING_INTERVAL,
+        "options": {"expires": HOUSEKEEPING_INTERVAL - 60},
+    },
+    "retention-purge": {
+        "task": "sessions_app.tasks.retention_purge",
+        "schedule": HOUSEKEEPING_INTERVAL,
+        "options": {"expires": HOUSEKEEPING_INTERVAL - 60},
+    },
+}

@@ -17,12 +17,14 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 
 from sessions_app import selectors, services
+from sessions_app.forms import AgentPolicyForm
 from sessions_app.models import (
     Agent,
     AgentSession,
     ApiToken,
     Initiative,
     Membership,
+    PolicyChange,
     Project,
     RuntimeCommand,
     Tenant,
@@ -143,6 +145,8 @@ class MembershipAdmin(TenantScopedAdmin):
 
 @admin.register(Agent)
 class AgentAdmin(TenantScopedAdmin):
+    # The policy form validates the policy fields; save_model saves them through the service.
+    form = AgentPolicyForm
     list_display = (
         "name",
         "project",
@@ -172,6 +176,39 @@ class AgentAdmin(TenantScopedAdmin):
             },
         ),
     )
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if change:
+            if not self._owns(request, obj):
+                raise PermissionDenied("That row belongs to another workspace.")
+            # Policy first: the service reads the old values from the database to audit them,
+            # which it could not do once obj.save() below had written the new ones.
+            try:
+                services.agent_policy_update(
+                    agent=obj, user=request.user, changes=form.policy_changes()
+                )
+            except services.NotAllowed as exc:
+                raise PermissionDenied(str(exc)) from exc
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(PolicyChange)
+class PolicyChangeAdmin(TenantScopedAdmin):
+    """The policy audit trail: read-only, never deleted by hand."""
+
+    list_display = ("agent", "changed_by", "created_at", "changes")
+    # RelatedOnly: the choices come from the (tenant-scoped) rows, not from every agent.
+    list_filter = (("agent", admin.RelatedOnlyFieldListFilter),)
+    list_select_related = ("agent", "changed_by")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Initiative)

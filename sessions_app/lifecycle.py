@@ -164,6 +164,12 @@ def progress_percent(session: AgentSession) -> int | None:
 
 
 EXPIRY_WARNING = timedelta(days=7)
+MAX_RETENTION_DAYS = 3650
+
+
+def retention_deadline(last_activity: Any, retention_days: int) -> Any:
+    # Clamped so a policy value written straight into the database cannot overflow the date.
+    return last_activity + timedelta(days=max(1, min(retention_days, MAX_RETENTION_DAYS)))
 
 
 def expires_in_days(session: AgentSession, *, now: Any = None) -> int | None:
@@ -225,12 +231,15 @@ def transition(
     expected_from: frozenset[str] | None = None,
     extra: Mapping[str, Any] | None = None,
     event_id: str | None = None,
+    touch: bool = True,
 ) -> TransitionResult:
     """Move `session` to `to_status` by compare-and-swap.
 
     Returns changed=False when the session already has that status (idempotent). Raises
     IllegalTransition when the table forbids the move from the status the row has *now*.
     `expected_from` narrows the allowed sources (e.g. a sweep that only ends idle chats).
+    `touch=False` is for changes nobody made (policy sweeps): they are not activity, so they
+    neither reset retention nor make a quiet chat look active again.
     The passed instance is refreshed in place.
     """
     from sessions_app.models import AgentSession
@@ -262,7 +271,6 @@ def transition(
                 "stalled": stalled,
                 "checkpoint_state": checkpoint_state,
                 "status_changed_at": now,
-                "last_activity_at": now,
                 "updated_at": now,
                 "version": F("version") + 1,
             }
@@ -281,8 +289,10 @@ def transition(
                 fields["stop_reason"] = ""
             if extra:
                 fields.update(extra)
-            # Any interaction resets retention.
-            fields["expires_at"] = now + timedelta(days=session.agent.retention_days)
+            if touch:
+                # Any interaction resets retention.
+                fields["last_activity_at"] = now
+                fields["expires_at"] = retention_deadline(now, session.agent.retention_days)
 
             # Compare-and-swap: only the writer that still sees `current` wins; no lock held.
             updated = AgentSession.objects.filter(pk=session.pk, status=current).update(**fields)

@@ -324,6 +324,10 @@ class AgentSession(models.Model):
         return lifecycle.progress_percent(self)
 
     @property
+    def expires_in_days(self) -> int | None:
+        return lifecycle.expires_in_days(self)
+
+    @property
     def is_terminal(self) -> bool:
         return self.status in lifecycle.TERMINAL[self.kind]
 
@@ -450,3 +454,28 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class PolicyChange(models.Model):
+    """Audit row for an agent's session policy: who changed which fields, from what to what.
+
+    Policies belong to agents, not sessions, so this cannot live in a session transcript.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="policy_changes")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # {field: [old, new]} for the fields that changed.
+    changes = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["agent", "-created_at"], name="policy_change_agent_idx")]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.agent} policy change by {self.changed_by} at {self.created_at:%Y-%m-%d %H:%M}"
+        )

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from sessions_app import hooks, lifecycle, selectors
@@ -28,6 +28,7 @@ from sessions_app.models import (
     Initiative,
     Membership,
     Origin,
+    PolicyChange,
     Role,
     RuntimeCommand,
     SessionEvent,
@@ -183,7 +184,7 @@ def session_create(
             started_at=now if status == Status.RUNNING else None,
             status_changed_at=now,
             last_activity_at=now,
-            expires_at=now + timedelta(days=agent.retention_days),
+            expires_at=lifecycle.retention_deadline(now, agent.retention_days),
             **meta,
         )
         session.short_id = session.id.hex[:8]
@@ -219,7 +220,10 @@ class EventsRecorded:
     session: AgentSession
 
 
-_STATUS_STOP_REASON = {Status.STOPPED: StopReason.RUNTIME, Status.STOPPING: StopReason.RUNTIME}
+_STATUS_STOP_REASON: dict[str, str] = {
+    Status.STOPPED: StopReason.RUNTIME,
+    Status.STOPPING: StopReason.RUNTIME,
+}
 
 
 def events_record(
@@ -271,6 +275,18 @@ def events_record(
                 )
                 seq_of[event.event_id] = locked.last_seq
                 continue
+            if (
+                event.type == EventType.MESSAGE
+                and payload.get("role") == "user"
+                and locked.kind == Kind.CHAT
+                and locked.status == Status.IDLE
+            ):
+                # A new message brings an idle chat back to running (DESIGN 5); the status
+                # change takes the seq before the message that caused it.
+                flush()
+                lifecycle.transition(
+                    locked, Status.RUNNING, actor=event.actor or actor, reason="message"
+                )
             locked.last_seq += 1
             seq_of[event.event_id] = locked.last_seq
             pending.append(
@@ -290,7 +306,7 @@ def events_record(
             changes.update(
                 last_activity_at=now,
                 updated_at=now,
-                expires_at=now + timedelta(days=locked.agent.retention_days),
+                expires_at=lifecycle.retention_deadline(now, locked.agent.retention_days),
                 stalled=False,
                 status_group=lifecycle.status_group(
                     status=locked.status, checkpoint_state=locked.checkpoint_state
@@ -360,16 +376,27 @@ def _apply_status_event(
             f"{Kind(session.kind).label.lower()}",
         )
     error = payload.get("error") if isinstance(payload.get("error"), dict) else None
-    lifecycle.transition(
+    reason = str(payload.get("reason", ""))[:500]
+    result = lifecycle.transition(
         session,
         to,
         actor=actor,
-        reason=str(payload.get("reason", ""))[:500],
+        reason=reason,
         stop_reason=_STATUS_STOP_REASON.get(to) if not session.stop_reason else None,
         error_code=str(error.get("code", ""))[:100] if error else None,
         error_message=str(error.get("message", "")) if error else None,
         event_id=event_id,
     )
+    if not result.changed:
+        # The runtime reported the status the session already has. Store the report anyway so
+        # its event_id is taken: a retried batch must find it and add nothing, even if the
+        # status has moved on in between.
+        unchanged: dict[str, Any] = {"from": to, "to": to, "unchanged": True}
+        if reason:
+            unchanged["reason"] = reason
+        lifecycle.append_system_event(
+            session, type=EventType.STATUS_CHANGE, actor=actor, payload=unchanged, event_id=event_id
+        )
 
 
 # --- operator actions ---------------------------------------------------------------------------
@@ -471,8 +498,9 @@ def session_resume(*, session: AgentSession, user: Any) -> AgentSession:
     """Resume a paused, stopped or idle session; a stopped one counts toward the cap again."""
     _require_act(user, session)
     with transaction.atomic():
-        if not session.live:
-            _lock_owner(session.owner_id)
+        _lock_owner(session.owner_id)
+        # The row's own `live`, read under the owner lock: a stale instance must not skip the cap.
+        if not AgentSession.objects.values_list("live", flat=True).get(pk=session.pk):
             _check_cap(agent=session.agent, owner_id=session.owner_id, exclude_pk=session.pk)
         return _verb(
             session=session,
@@ -553,7 +581,16 @@ def message_send(*, session: AgentSession, user: Any, text: str) -> RuntimeComma
     if session.is_terminal:
         raise LifecycleError(f"This session has {session.status}; it takes no more messages.")
     with transaction.atomic():
-        payload, counts = redact_payload({"role": "user", "text": text})
+        # Read the status under the row lock: the idle sweep (which skips locked rows) then
+        # either sees this message's activity or has already made the chat idle, undone below.
+        session.status = (
+            AgentSession.objects.select_for_update(no_key=True, of=("self",))
+            .values_list("status", flat=True)
+            .get(pk=session.pk)
+        )
+        payload, counts = redact_payload(
+            {"role": "user", "text": text, "author": user.get_username()}
+        )
         if session.status == Status.IDLE:
             lifecycle.transition(
                 session, Status.RUNNING, actor=user.get_username(), reason="message"
@@ -567,7 +604,7 @@ def message_send(*, session: AgentSession, user: Any, text: str) -> RuntimeComma
         AgentSession.objects.filter(pk=session.pk).update(
             message_count=F("message_count") + 1,
             last_activity_at=now,
-            expires_at=now + timedelta(days=session.agent.retention_days),
+            expires_at=lifecycle.retention_deadline(now, session.agent.retention_days),
             stalled=False,
             version=F("version") + 1,
         )
@@ -662,10 +699,20 @@ def session_transfer(*, session: AgentSession, user: Any, to_user: Any) -> Agent
 def session_delete(*, session: AgentSession, user: Any) -> None:
     """Delete a session with its transcript and commands (children keep living, unparented)."""
     _require_act(user, session)
-    session_id = session.pk
     with transaction.atomic():
-        AgentSession.objects.filter(pk=session_id).delete()
-        hooks.session_changed(session_id)
+        facts = deleted_facts(AgentSession.objects.filter(pk=session.pk))
+        AgentSession.objects.filter(pk=session.pk).delete()
+        hooks.sessions_deleted(facts)
+
+
+def deleted_facts(sessions: Any) -> list[dict[str, Any]]:
+    """What the live views need to route a removal, read before the rows go."""
+    return [
+        {**row, "id": str(row["id"])}
+        for row in sessions.values(
+            "id", "tenant_id", "project_id", "owner_id", "kind", agent_owner_id=F("agent__owner_id")
+        )
+    ]
 
 
 def session_set_pinned(*, session: AgentSession, user: Any, pinned: bool) -> AgentSession:
@@ -677,6 +724,56 @@ def session_set_pinned(*, session: AgentSession, user: Any, pinned: bool) -> Age
         hooks.session_changed(session.pk)
     session.refresh_from_db()
     return session
+
+
+# --- agent policies -----------------------------------------------------------------------------
+
+
+class PolicyInvalid(InvalidInput):
+    """A session policy that breaks the rules of `policies.policy_errors`."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        field, message = next(iter(self.errors.items()))
+        super().__init__(field, message)
+
+
+def agent_policy_update(*, agent: Agent, user: Any, changes: Mapping[str, Any]) -> Agent:
+    """Change an agent's session policy: check the user may, validate the resulting policy, save
+    it and record a PolicyChange {field: [old, new]} when anything changed. The one path for the
+    admin and the agent settings page. Sweeps read the current policy, so open sessions follow
+    the new one from the next sweep on."""
+    # policies builds on this module (its sweeps queue commands), so import it at call time.
+    from sessions_app import policies
+
+    unknown = set(changes) - set(policies.POLICY_FIELDS)
+    if unknown:
+        raise InvalidInput("changes", f"not policy fields: {', '.join(sorted(unknown))}")
+    if not policies.can_edit_policy(user, agent):
+        raise NotAllowed("Only tenant admins and the agent's owner may change its session policy.")
+    with transaction.atomic():
+        # Lock so two editors at once each see (and audit) the other's result as "old".
+        current = Agent.objects.select_for_update().get(pk=agent.pk)
+        values = {f: getattr(current, f) for f in policies.POLICY_FIELDS}
+        values.update(changes)
+        errors = policies.policy_errors(values)
+        if errors:
+            raise PolicyInvalid(errors)
+        diff = {
+            f: [getattr(current, f), values[f]]
+            for f in policies.POLICY_FIELDS
+            if getattr(current, f) != values[f]
+        }
+        if diff:
+            for field, (_old, new) in diff.items():
+                setattr(current, field, new)
+            current.save(update_fields=list(diff))
+            PolicyChange.objects.create(
+                tenant_id=current.tenant_id, agent=current, changed_by=user, changes=diff
+            )
+    for field in policies.POLICY_FIELDS:
+        setattr(agent, field, getattr(current, field))
+    return agent
 
 
 # --- runtime commands -------------------------------------------------------------------------
@@ -694,6 +791,72 @@ def command_mark(*, command_ids: Iterable[Any], status: str, result: str = "") -
             pk__in=list(command_ids), status__in=[CommandStatus.QUEUED, CommandStatus.DELIVERED]
         ).update(status=status, acked_at=now, result=result[:2000])
     raise InvalidInput("status", "must be delivered, applied or rejected")
+
+
+def commands_claim(
+    *, agent_ids: Iterable[int], limit: int = 100, redeliver_after: timedelta | None = None
+) -> list[RuntimeCommand]:
+    """The commands a runtime for these agents has not acknowledged yet, oldest first, marked
+    delivered (now). Commands stay pending until acknowledged, so runtimes deduplicate by id.
+
+    `redeliver_after`: hand out a delivered-but-unacknowledged command again only when it was
+    last handed out that long ago (a long-polling runtime polls again while it still works on
+    it); None hands them all out (a runtime that just reconnected may have missed them).
+    """
+    now = timezone.now()
+    pending = Q(status=CommandStatus.QUEUED)
+    if redeliver_after is None:
+        pending |= Q(status=CommandStatus.DELIVERED)
+    else:
+        pending |= Q(status=CommandStatus.DELIVERED, delivered_at__lt=now - redeliver_after)
+    commands = list(
+        RuntimeCommand.objects.filter(pending, agent_id__in=list(agent_ids)).order_by(
+            "created_at", "id"
+        )[:limit]
+    )
+    if commands:
+        RuntimeCommand.objects.filter(
+            pk__in=[c.pk for c in commands], status__in=selectors.PENDING_COMMAND_STATUSES
+        ).update(status=CommandStatus.DELIVERED, delivered_at=now)
+        for command in commands:
+            command.status, command.delivered_at = CommandStatus.DELIVERED, now
+    return commands
+
+
+def command_claim(*, command_id: Any, agent_ids: Iterable[int]) -> RuntimeCommand | None:
+    """One command for these agents, marked delivered; None when it is not theirs or was
+    already acknowledged."""
+    command = RuntimeCommand.objects.filter(
+        pk=command_id, agent_id__in=list(agent_ids), status__in=selectors.PENDING_COMMAND_STATUSES
+    ).first()
+    if command is not None and command.status == CommandStatus.QUEUED:
+        command_mark(command_ids=[command.pk], status=CommandStatus.DELIVERED)
+        command.refresh_from_db()
+    return command
+
+
+def command_ack(
+    *, command_id: Any, agent_ids: Iterable[int], status: str, result: str = ""
+) -> RuntimeCommand:
+    """A runtime's acknowledgement. Only commands for the runtime's own agents; repeating an
+    acknowledgement changes nothing (the first applied/rejected stands)."""
+    command = RuntimeCommand.objects.filter(pk=command_id, agent_id__in=list(agent_ids)).first()
+    if command is None:
+        raise selectors.NotFound(str(command_id))
+    command_mark(command_ids=[command.pk], status=status, result=result)
+    command.refresh_from_db()
+    return command
+
+
+def token_touch(*, token: ApiToken) -> None:
+    """Record use, at most once a minute per token so busy runtimes do not write on every call."""
+    now = timezone.now()
+    if token.last_used_at is not None and now - token.last_used_at < timedelta(minutes=1):
+        return
+    ApiToken.objects.filter(pk=token.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - timedelta(minutes=1))
+    ).update(last_used_at=now)
+    token.last_used_at = now
 
 
 # --- tokens -----------------------------------------------------------------------------------
