@@ -104,8 +104,10 @@ VERB_TARGETS = {
 def actions_for(user: Any, session: AgentSession) -> dict[str, bool]:
     """The lifecycle actions this viewer may take in this status (nothing for viewers who
     may only look)."""
+    from sessions_app.policies import can_edit_policy
+
     if not selectors.can_act(user, session):
-        return {}
+        return {"policy": can_edit_policy(user, session.agent)}
     actions = {
         verb: target in lifecycle.STATUSES[session.kind]
         and lifecycle.is_allowed(session.kind, session.status, target)
@@ -115,6 +117,7 @@ def actions_for(user: Any, session: AgentSession) -> dict[str, bool]:
         actions["end"] = False
     actions["approve"] = session.checkpoint_state == "awaiting"
     actions["pin"] = True
+    actions["policy"] = can_edit_policy(user, session.agent)
     return actions
 
 
