@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "channels",
+    "ninja",  # serves the interactive API docs' assets locally (no CDN)
     "django_htmx",
     "template_partials",
     "sessions_app",

@@ -4,8 +4,11 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from sessions_app.api import api
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", api.urls),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(template_name="registration/login.html"),

@@ -413,17 +413,18 @@ def sessions_visible_to_token(access: TokenAccess) -> QuerySet[AgentSession]:
     return sessions_visible_to(access.user).filter(tenant_id=access.tenant_id)
 
 
-def session_get_for_token(access: TokenAccess, session_id: Any) -> AgentSession:
+SESSION_RELATED = ("agent", "owner", "project", "initiative", "tenant")
+
+
+def session_get_for_token(
+    access: TokenAccess, session_id: Any, *, related: tuple[str, ...] = SESSION_RELATED
+) -> AgentSession:
+    """`related`: the relations to join (ingestion needs only agent and owner)."""
     try:
         pk = uuid.UUID(str(session_id))
     except ValueError:
         raise NotFound(str(session_id)) from None
-    session = (
-        sessions_visible_to_token(access)
-        .select_related("agent", "owner", "project", "initiative", "tenant")
-        .filter(pk=pk)
-        .first()
-    )
+    session = sessions_visible_to_token(access).select_related(*related).filter(pk=pk).first()
     if session is None:
         raise NotFound(str(session_id))
     return session
@@ -448,9 +449,7 @@ def agents_for_token(access: TokenAccess) -> QuerySet[Agent]:
 
 
 def commands_for_session(session: AgentSession, *, limit: int = 100) -> list[RuntimeCommand]:
-    return list(
-        RuntimeCommand.objects.filter(session=session).order_by("-created_at")[:limit]
-    )
+    return list(RuntimeCommand.objects.filter(session=session).order_by("-created_at")[:limit])
 
 
 PENDING_COMMAND_STATUSES = (CommandStatus.QUEUED, CommandStatus.DELIVERED)
@@ -464,9 +463,7 @@ def member_by_username(*, tenant_id: int, username: str) -> Any:
     """A member of the workspace by username; None for strangers (who look like unknowns)."""
     return (
         get_user_model()
-        .objects.filter(
-            username=username, is_active=True, tenant_memberships__tenant_id=tenant_id
-        )
+        .objects.filter(username=username, is_active=True, tenant_memberships__tenant_id=tenant_id)
         .first()
     )
 

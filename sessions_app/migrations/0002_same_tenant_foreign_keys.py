@@ -8,6 +8,8 @@ foreign keys; the services check the same rule there.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import migrations
 
 SAME_TENANT_FKS = [
@@ -60,7 +62,7 @@ SAME_TENANT_FKS = [
 ]
 
 
-def add(apps, schema_editor):  # type: ignore[no-untyped-def]
+def add(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
     for table, name, column, ref in SAME_TENANT_FKS:
@@ -70,7 +72,7 @@ def add(apps, schema_editor):  # type: ignore[no-untyped-def]
         )
 
 
-def remove(apps, schema_editor):  # type: ignore[no-untyped-def]
+def remove(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
     for table, name, _column, _ref in SAME_TENANT_FKS:

@@ -1,0 +1,379 @@
+"""Sessions: create, list, read, ingest events, and the operator actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from uuid import UUID
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from ninja import Query, Router, Status
+from ninja.decorators import decorate_view
+
+from sessions_app import lifecycle, selectors, services
+from sessions_app.api import serializers as out
+from sessions_app.api.auth import caller, require_personal, require_runtime
+from sessions_app.api.errors import error_body
+from sessions_app.api.schemas import (
+    MAX_BATCH_BYTES,
+    MAX_ID,
+    CommandListOut,
+    DecisionIn,
+    ErrorOut,
+    EventBatchIn,
+    EventBatchOut,
+    EventListOut,
+    MessageIn,
+    MessageOut,
+    PayloadTooLarge,
+    SessionCreateIn,
+    SessionListOut,
+    SessionOut,
+)
+from sessions_app.lifecycle import Group, Kind
+from sessions_app.models import AgentSession, EventType
+from sessions_app.redaction import redact_payload
+
+router = Router(tags=["sessions"])
+
+# The error answers every authenticated operation may give; listed so the OpenAPI document
+# (and schemathesis) know them.
+ERRORS: dict[int, Any] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut}
+ACTION_ERRORS: dict[int, Any] = {**ERRORS, 409: ErrorOut}
+_NO_NUL = r"^[^\x00]*$"
+
+
+# --- create, list, read --------------------------------------------------------------------------
+
+
+@router.post(
+    "/sessions",
+    response={201: SessionOut, **ACTION_ERRORS},
+    summary="Create a session",
+    description="Runtime tokens create sessions for their agents on behalf of `owner`; personal "
+    "tokens create sessions owned by their user. 409 when the owner is at the agent's "
+    "concurrency cap.",
+)
+def session_create(request: HttpRequest, data: SessionCreateIn) -> Status[dict[str, Any]]:
+    access = caller(request)
+    agent = selectors.agent_in_tenant(tenant_id=access.tenant_id, agent_id=data.agent)
+    if agent is None:
+        raise services.InvalidInput("agent", f"no agent with id {data.agent} in this workspace")
+    if access.is_runtime:
+        if agent.pk not in access.agent_ids:
+            raise services.NotAllowed(f"This token is not scoped to the agent {agent.name!r}.")
+        if not data.owner:
+            raise services.InvalidInput("owner", "a runtime token must name the session's owner")
+        owner = selectors.member_by_username(tenant_id=access.tenant_id, username=data.owner)
+        if owner is None:
+            raise services.InvalidInput("owner", f"no user {data.owner!r} in this workspace")
+    else:
+        owner = access.user
+        if data.owner and data.owner != owner.get_username():
+            raise services.InvalidInput(
+                "owner", "a personal token creates sessions for its own user only"
+            )
+    initiative = None
+    if data.initiative is not None:
+        initiative = selectors.initiative_in_tenant(
+            tenant_id=access.tenant_id, initiative_id=data.initiative
+        )
+        if initiative is None:
+            raise services.InvalidInput(
+                "initiative", f"no initiative with id {data.initiative} in this workspace"
+            )
+    parent = None
+    if data.parent is not None:
+        parent = selectors.sessions_visible_to_token(access).filter(pk=data.parent).first()
+        if parent is None:
+            raise services.InvalidInput("parent", f"no session {data.parent} visible to you")
+    title, _ = redact_payload(data.title)
+    session = services.session_create(
+        agent=agent,
+        owner=owner,
+        kind=data.kind,
+        actor=agent.name if access.is_runtime else owner.get_username(),
+        title=title,
+        model=data.model,
+        # The policy decides whether overriding is possible at all; who may do it is the
+        # session's owner when they administer the workspace or own the agent (DESIGN 7).
+        may_override_model=agent.owner_id == owner.pk
+        or selectors.is_tenant_admin(owner, agent.tenant_id),
+        temperature=data.temperature,
+        max_tokens=data.max_tokens,
+        timeout_seconds=data.timeout_seconds,
+        initiative=initiative,
+        parent=parent,
+        metadata=data.metadata.model_dump(mode="json"),
+    )
+    return Status(201, out.session_out(session))
+
+
+@router.get(
+    "/sessions",
+    response={200: SessionListOut, **ERRORS},
+    summary="List sessions",
+    description="Live sessions first, then the most recently active; keyset pagination with "
+    "`cursor`. Runtime tokens see their agents' sessions, personal tokens what their user may "
+    "see.",
+)
+def session_list(
+    request: HttpRequest,
+    owner: str = Query("", pattern=r"^(|me|[0-9]{1,15})$", description="'me' or a user id"),
+    kind: Kind | None = None,
+    initiative: int | None = Query(None, ge=1, le=MAX_ID),
+    group: Group | None = None,
+    agent: int | None = Query(None, ge=1, le=MAX_ID),
+    project: int | None = Query(None, ge=1, le=MAX_ID),
+    q: str = Query("", max_length=200, pattern=_NO_NUL, description="Title text or #short_id"),
+    active: bool = Query(False, description="Only sessions in Active Now"),
+    cursor: str = Query("", max_length=500, pattern=_NO_NUL),
+    limit: int = Query(50, ge=1, le=200),
+) -> dict[str, Any]:
+    access = caller(request)
+    flt = selectors.SessionFilter(
+        owner=owner,
+        kind=kind.value if kind else "",
+        initiative=initiative,
+        group=group.value if group else "",
+        agent=agent,
+        project=project,
+        q=q,
+        active_only=active,
+    )
+    page = selectors.session_page(
+        access.user,
+        flt,
+        cursor=cursor or None,
+        limit=limit,
+        base=selectors.sessions_visible_to_token(access),
+    )
+    return {"items": [out.session_out(s) for s in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get(
+    "/sessions/{session_id}", response={200: SessionOut, **ERRORS}, summary="Read a session"
+)
+def session_detail(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
+    return out.session_out(selectors.session_get_for_token(caller(request), session_id))
+
+
+@router.get(
+    "/sessions/{session_id}/events",
+    response={200: EventListOut, **ERRORS},
+    summary="Read a session's transcript",
+    description="Events with seq greater than `after`, oldest first.",
+)
+def event_list(
+    request: HttpRequest,
+    session_id: UUID,
+    after: int = Query(0, ge=0, le=MAX_ID),
+    limit: int = Query(200, ge=1, le=1000),
+) -> dict[str, Any]:
+    session = selectors.session_get_for_token(caller(request), session_id)
+    events = selectors.session_events(session, after=after, limit=limit)
+    return {
+        "items": [out.event_out(e) for e in events],
+        "last_seq": session.last_seq,
+        "next_after": events[-1].seq if len(events) == limit else None,
+    }
+
+
+@router.get(
+    "/sessions/{session_id}/commands",
+    response={200: CommandListOut, **ERRORS},
+    summary="Commands queued for a session's runtime, newest first",
+)
+def command_list(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
+    session = selectors.session_get_for_token(caller(request), session_id)
+    return {"items": [out.command_out(c) for c in selectors.commands_for_session(session)]}
+
+
+# --- ingestion -------------------------------------------------------------------------------------
+
+
+def limit_body(
+    max_bytes: int,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Refuse an oversized body with 413 before anything reads or parses it."""
+
+    def decorator(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(run)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                declared = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                declared = 0
+            try:
+                size = declared if declared > max_bytes else len(request.body)
+            except RequestDataTooBig:
+                size = max_bytes + 1
+            if size > max_bytes:
+                status, body = error_body(
+                    PayloadTooLarge(
+                        f"A batch may be at most {max_bytes} bytes (1 MiB); this one is "
+                        f"{size} bytes. Split it.",
+                        limit=max_bytes,
+                        actual=size,
+                    )
+                )
+                return JsonResponse(body, status=status)
+            return run(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+@router.post(
+    "/sessions/{session_id}/events",
+    response={200: EventBatchOut, **ACTION_ERRORS, 413: ErrorOut},
+    summary="Post a batch of events",
+    description="Idempotent per `event_id`: a retried batch stores nothing new and answers with "
+    "the same per-item results. Status changes go through the session lifecycle (409 on an "
+    "illegal one, and then nothing of the batch is stored). Runtime tokens only.",
+)
+@decorate_view(limit_body(MAX_BATCH_BYTES))
+def events_post(request: HttpRequest, session_id: UUID, data: EventBatchIn) -> dict[str, Any]:
+    access = require_runtime(request)
+    # The hot path: join only what the actor defaults need.
+    session = selectors.session_get_for_token(access, session_id, related=("agent", "owner"))
+    statuses = lifecycle.STATUSES[session.kind]
+    events: list[services.EventIn] = []
+    for i, event in enumerate(data.events):
+        payload = event.payload.model_dump(mode="json", exclude_unset=True)
+        if event.type == EventType.STATUS_CHANGE and payload["to"] not in statuses:
+            raise services.InvalidInput(
+                f"events[{i}].payload.to",
+                f"must be one of {', '.join(sorted(statuses))} for a "
+                f"{Kind(session.kind).label.lower()}",
+            )
+        actor = event.actor
+        if not actor:
+            user_said = event.type == EventType.MESSAGE and payload.get("role") == "user"
+            actor = session.owner.get_username() if user_said else session.agent.name
+        events.append(
+            services.EventIn(event_id=event.event_id, type=event.type, payload=payload, actor=actor)
+        )
+    recorded = services.events_record(session=session, events=events, actor=session.agent.name)
+    return {
+        "results": recorded.results,
+        "created": recorded.created,
+        "duplicates": recorded.duplicates,
+        "session": out.session_state_out(recorded.session),
+    }
+
+
+# --- operator actions -------------------------------------------------------------------------
+
+
+def _act(
+    request: HttpRequest, session_id: UUID, verb: Callable[..., AgentSession]
+) -> dict[str, Any]:
+    access = require_personal(request)
+    session = selectors.session_get_for_token(access, session_id)
+    return out.session_out(verb(session=session, user=access.user))
+
+
+_ACTION_DOC = "Personal tokens only. Changes the session and queues a command for its runtime."
+
+
+@router.post(
+    "/sessions/{session_id}/cancel",
+    response={200: SessionOut, **ACTION_ERRORS},
+    summary="Cancel a flow run or background task (not resumable)",
+    description=_ACTION_DOC,
+)
+def session_cancel(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
+    return _act(request, session_id, services.session_cancel)
+
+
+@router.post(
+    "/sessions/{session_id}/stop",
+    response={200: SessionOut, **ACTION_ERRORS},
+    summary="Stop (stopping until the runtime confirms)",
+    description=_ACTION_DOC,
+)
+def session_stop(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
+    return _act(request, session_id, services.session_stop)
+
+
+@router.post(
+    "/sessions/{session_id}/pause",
+    response={200: SessionOut, **ACTION_ERRORS},
+    summary="Pause",
+    description=_ACTION_DOC,
+)
+def session_pause(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
+    return _act(request, session_id, services.session_pause)
+
+
+@router.post(
+    "/sessions/{session_id}/resume",
+    response={200: SessionOut, **ACTION_ERRORS},
+    summary="Resume a paused, stopped or idle session",
+    description=_ACTION_DOC,
+)
+def session_resume(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
+    return _act(request, session_id, services.session_resume)
+
+
+@router.post(
+    "/sessions/{session_id}/end",
+    response={200: SessionOut, **ACTION_ERRORS},
+    summary="End a chat",
+    description=_ACTION_DOC,
+)
+def session_end(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
+    return _act(request, session_id, services.session_end)
+
+
+def _decide(
+    request: HttpRequest, session_id: UUID, data: DecisionIn | None, approve: bool
+) -> dict[str, Any]:
+    access = require_personal(request)
+    session = selectors.session_get_for_token(access, session_id)
+    session = services.checkpoint_decide(
+        session=session, user=access.user, approve=approve, note=data.note if data else ""
+    )
+    return out.session_out(session)
+
+
+@router.post(
+    "/sessions/{session_id}/checkpoint/approve",
+    response={200: SessionOut, **ACTION_ERRORS},
+    summary="Approve the waiting checkpoint",
+    description=_ACTION_DOC,
+)
+def checkpoint_approve(
+    request: HttpRequest, session_id: UUID, data: DecisionIn | None = None
+) -> dict[str, Any]:
+    return _decide(request, session_id, data, approve=True)
+
+
+@router.post(
+    "/sessions/{session_id}/checkpoint/reject",
+    response={200: SessionOut, **ACTION_ERRORS},
+    summary="Reject the waiting checkpoint (the runtime fails the run)",
+    description=_ACTION_DOC,
+)
+def checkpoint_reject(
+    request: HttpRequest, session_id: UUID, data: DecisionIn | None = None
+) -> dict[str, Any]:
+    return _decide(request, session_id, data, approve=False)
+
+
+@router.post(
+    "/sessions/{session_id}/messages",
+    response={201: MessageOut, **ACTION_ERRORS},
+    summary="Send a message to the session's agent",
+    description=_ACTION_DOC,
+)
+def message_send(request: HttpRequest, session_id: UUID, data: MessageIn) -> Status[dict[str, Any]]:
+    access = require_personal(request)
+    session = selectors.session_get_for_token(access, session_id)
+    command = services.message_send(session=session, user=access.user, text=data.text)
+    session = selectors.session_get_for_token(access, session_id)
+    return Status(201, {"command": out.command_out(command), "session": out.session_out(session)})
