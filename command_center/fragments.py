@@ -137,7 +137,7 @@ def flow_steps(session: AgentSession) -> list[Step]:
         index = payload.get("index") if isinstance(payload, dict) else None
         if isinstance(index, int):
             names[index] = str(payload.get("name") or f"Step {index}")
-            if payload.get("phase") == "completed":
+            if payload.get("state") == "completed":
                 completed.add(index)
     total = max([session.total_steps, *names.keys()]) if names or session.total_steps else 0
     steps = []

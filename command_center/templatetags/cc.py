@@ -38,3 +38,23 @@ def diff_lines(payload: Any) -> list[tuple[str, str]]:
 @register.filter
 def get_item(mapping: Any, key: Any) -> Any:
     return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+ACTION_LABELS = {
+    "cancel": "cancelled the session",
+    "stop": "stopped the session",
+    "pause": "paused the session",
+    "resume": "resumed the session",
+    "end": "ended the chat",
+    "approve": "approved the checkpoint",
+    "reject": "rejected the checkpoint",
+    "pin": "pinned the session",
+    "unpin": "unpinned the session",
+    "transfer": "transferred the session",
+    "flag_stalled": "flagged the session as stalled",
+}
+
+
+@register.filter
+def action_label(action: Any) -> str:
+    return ACTION_LABELS.get(str(action), str(action).replace("_", " "))

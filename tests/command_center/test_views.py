@@ -41,7 +41,7 @@ def test_rows_show_progress_status_and_error(owner_client, world) -> None:
         session=s,
         events=[
             services.EventIn(
-                "s", "step", {"phase": "started", "name": "Build", "index": 2, "total": 5}
+                "s", "step", {"state": "started", "name": "Build", "index": 2, "total": 5}
             ),
             services.EventIn(
                 "x",
@@ -111,10 +111,10 @@ def test_detail_views_render_each_kind(owner_client, world) -> None:
         session=flow,
         events=[
             services.EventIn(
-                "a", "step", {"phase": "completed", "name": "Fetch", "index": 1, "total": 3}
+                "a", "step", {"state": "completed", "name": "Fetch", "index": 1, "total": 3}
             ),
             services.EventIn(
-                "b", "step", {"phase": "started", "name": "Build", "index": 2, "total": 3}
+                "b", "step", {"state": "started", "name": "Build", "index": 2, "total": 3}
             ),
         ],
         actor="rt",
@@ -134,7 +134,7 @@ def test_detail_views_render_each_kind(owner_client, world) -> None:
         events=[
             services.EventIn("m", "message", {"role": "user", "text": "Fix the timeout"}),
             services.EventIn(
-                "t", "tool_call", {"tool": "grep", "input": {"q": "timeout"}, "call_id": "c1"}
+                "t", "tool_call", {"name": "grep", "arguments": {"q": "timeout"}, "call_id": "c1"}
             ),
             services.EventIn("r", "tool_result", {"call_id": "c1", "output": "config.yaml:3"}),
             services.EventIn(

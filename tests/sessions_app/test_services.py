@@ -112,7 +112,7 @@ def test_events_record_assigns_seqs_counts_and_is_idempotent(world) -> None:
     batch = [
         services.EventIn("e1", "status_change", {"to": "running"}),
         services.EventIn(
-            "e2", "step", {"phase": "started", "name": "Plan", "index": 1, "total": 4}
+            "e2", "step", {"state": "started", "name": "Plan", "index": 1, "total": 4}
         ),
         services.EventIn("e3", "message", {"role": "agent", "text": "hi"}),
     ]

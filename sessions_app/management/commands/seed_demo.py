@@ -140,15 +140,15 @@ class Command(BaseCommand):
                 },
             )
             final = _play(session, rng, i)
-            # Spread the history over the last two days so Active Now and Recent both fill.
-            ago = (
-                timedelta(minutes=rng.randint(2, 60 * 40))
-                if final not in lifecycle.LIVE[kind]
-                else timedelta(minutes=rng.randint(1, 25))
-            )
+            # Spread the history over the last two days so Active Now and Recent both fill;
+            # live ones started moments ago (no runtime drives them, so the policy sweep will
+            # stop them at their max duration, as it would any silent session).
+            live = final in lifecycle.LIVE[kind]
+            ago = timedelta(minutes=rng.randint(1, 3) if live else rng.randint(30, 60 * 40))
+            started = now - ago - (timedelta(0) if live else timedelta(minutes=29))
             AgentSession.objects.filter(pk=session.pk).update(
-                created_at=now - ago - timedelta(minutes=30),
-                started_at=now - ago - timedelta(minutes=29),
+                created_at=started - timedelta(seconds=5),
+                started_at=started,
                 last_activity_at=now - ago,
                 status_changed_at=now - ago,
                 ended_at=(now - ago) if final in lifecycle.TERMINAL[kind] else None,
@@ -190,14 +190,14 @@ def _play(session: AgentSession, rng: random.Random, i: int) -> str:
             _events(
                 session,
                 [
-                    ("step", {"phase": "started", "name": name, "index": n, "total": len(steps)}),
+                    ("step", {"state": "started", "name": name, "index": n, "total": len(steps)}),
                     ("thinking", {"text": f"Working on: {name.lower()}."}),
                     (
                         "tool_call",
-                        {"tool": "shell", "input": {"cmd": "make check"}, "call_id": f"c{n}"},
+                        {"name": "shell", "arguments": {"cmd": "make check"}, "call_id": f"c{n}"},
                     ),
                     ("tool_result", {"call_id": f"c{n}", "output": "ok", "is_error": False}),
-                    ("step", {"phase": "completed", "name": name, "index": n, "total": len(steps)}),
+                    ("step", {"state": "completed", "name": name, "index": n, "total": len(steps)}),
                 ],
             )
         if outcome == 0:
@@ -255,7 +255,7 @@ def _play(session: AgentSession, rng: random.Random, i: int) -> str:
                 ("thinking", {"text": "The user wants the recent error logs."}),
                 (
                     "tool_call",
-                    {"tool": "read_logs", "input": {"service": "checkout"}, "call_id": f"t{n}"},
+                    {"name": "read_logs", "arguments": {"service": "checkout"}, "call_id": f"t{n}"},
                 ),
                 (
                     "tool_result",
