@@ -48,6 +48,7 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
         self.paged = False
         self.new_count = 0
         self.seen: dict[str, int] = {}
+        self.sections: dict[str, str | None] = {}
         self.last_seq = 0
         self._counts_task: asyncio.Task[None] | None = None
         try:
@@ -115,6 +116,16 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
 
     # --- pushes -----------------------------------------------------------------------------
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels runs a connection clean-up on the one shared database thread before every
+        # handler. Pushes arrive already rendered and most need no database, so with many
+        # viewers they would queue behind each other there; the handlers that do touch the
+        # database go through database_sync_to_async, which cleans up on its own.
+        if message.get("type") == "session.change":
+            await self.session_change(message)
+            return
+        await super().dispatch(message)
+
     async def session_change(self, event: dict[str, Any]) -> None:
         summary = event["session"]
         sid = summary["id"]
@@ -138,7 +149,12 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
             parts += await database_sync_to_async(self._detail_parts)(summary)
         if parts:
             await self.send(text_data="".join(parts))
-        self._schedule_counts()
+        # Counts change only when a session enters, leaves or moves between panel sections;
+        # most pushes (progress, new events) do not, and cost no query.
+        section = None if summary["deleted"] else (summary.get("html") or {}).get("section")
+        if sid not in self.sections or self.sections[sid] != section:
+            self.sections[sid] = section
+            self._schedule_counts()
 
     def _panel_parts(self, summary: dict[str, Any]) -> list[str]:
         sid = summary["id"]

@@ -115,6 +115,9 @@ def actions_for(user: Any, session: AgentSession) -> dict[str, bool]:
     }
     if session.kind != Kind.CHAT:
         actions["end"] = False
+    if session.status == Status.WAITING_INPUT:
+        # The way forward is the checkpoint's approve/reject or a reply, not a bare resume.
+        actions["resume"] = False
     actions["approve"] = session.checkpoint_state == "awaiting"
     actions["pin"] = True
     actions["policy"] = can_edit_policy(user, session.agent)
