@@ -120,6 +120,8 @@ def actions_for(user: Any, session: AgentSession) -> dict[str, bool]:
         actions["resume"] = False
     actions["approve"] = session.checkpoint_state == "awaiting"
     actions["pin"] = True
+    actions["delete"] = True
+    actions["transfer"] = session.status not in lifecycle.TERMINAL[session.kind]
     actions["policy"] = can_edit_policy(user, session.agent)
     return actions
 

@@ -15,5 +15,8 @@ urlpatterns = [
     path(
         "sessions/<str:session_id>/actions/<str:verb>/", views.session_action, name="session_action"
     ),
+    path("sessions/<str:session_id>/clone/", views.session_clone, name="session_clone"),
+    path("sessions/<str:session_id>/transfer/", views.session_transfer, name="session_transfer"),
+    path("sessions/<str:session_id>/delete/", views.session_delete, name="session_delete"),
     path("command-center/panel/", views.panel, name="panel"),
 ]

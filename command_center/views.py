@@ -10,7 +10,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from command_center import filters, fragments
@@ -160,6 +162,61 @@ def session_action(request: HtmxHttpRequest, session_id: str, verb: str) -> Http
     return HttpResponse(
         fragments.header_html(request.user, session, action_error=error), status=status
     )
+
+
+def _go(request: HtmxHttpRequest, url: str) -> HttpResponse:
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def _header_error(request: HtmxHttpRequest, session: Any, error: str, status: int) -> HttpResponse:
+    if not request.htmx:
+        return HttpResponse(error, status=status, content_type="text/plain")
+    return HttpResponse(
+        fragments.header_html(request.user, session, action_error=error), status=status
+    )
+
+
+@require_POST
+@login_required
+def session_clone(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
+    """A fresh session with the same agent and settings, owned by the viewer."""
+    session = _session_or_404(request, session_id)
+    try:
+        clone = services.session_clone(session=session, user=request.user)
+    except LifecycleError as exc:
+        return _header_error(request, session, str(exc), 409)
+    return _go(request, reverse("session_detail", args=[clone.pk]))
+
+
+@require_POST
+@login_required
+def session_transfer(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
+    """Hand the session to another member of the workspace; opens the successor."""
+    session = _session_or_404(request, session_id)
+    username = request.POST.get("to", "").strip()
+    to_user = selectors.member_by_username(tenant_id=session.tenant_id, username=username)
+    if to_user is None:
+        return _header_error(
+            request, session, f"No member of this workspace is called {username!r}.", 400
+        )
+    try:
+        successor = services.session_transfer(session=session, user=request.user, to_user=to_user)
+    except services.NotAllowed as exc:
+        return _header_error(request, session, str(exc), 403)
+    except LifecycleError as exc:
+        return _header_error(request, session, str(exc), 409)
+    return _go(request, reverse("session_detail", args=[successor.pk]))
+
+
+@require_POST
+@login_required
+def session_delete(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
+    session = _session_or_404(request, session_id)
+    try:
+        services.session_delete(session=session, user=request.user)
+    except services.NotAllowed as exc:
+        return _header_error(request, session, str(exc), 403)
+    return _go(request, reverse("sessions"))
 
 
 @require_POST

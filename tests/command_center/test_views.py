@@ -245,3 +245,43 @@ def test_a_deleted_session_is_gone_with_its_events(owner_client, world) -> None:
     services.session_delete(session=s, user=world.owner)
     assert not AgentSession.objects.filter(pk=s.pk).exists()
     assert not SessionEvent.objects.filter(session_id=s.pk).exists()
+
+
+def test_clone_opens_a_fresh_session_with_the_same_settings(owner_client, world) -> None:
+    s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="completed", title="Nightly")
+    resp = owner_client.post(reverse("session_clone", args=[s.pk]), HTTP_HX_REQUEST="true")
+    clone = AgentSession.objects.get(cloned_from=s)
+    assert resp["HX-Redirect"] == reverse("session_detail", args=[clone.pk])
+    assert (clone.status, clone.title, clone.owner) == ("pending", "Nightly (clone)", world.owner)
+
+
+def test_transfer_hands_the_session_to_a_named_member(owner_client, world) -> None:
+    s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
+    resp = owner_client.post(
+        reverse("session_transfer", args=[s.pk]), {"to": "developer"}, HTTP_HX_REQUEST="true"
+    )
+    successor = AgentSession.objects.get(transferred_from=s)
+    assert resp["HX-Redirect"] == reverse("session_detail", args=[successor.pk])
+    assert successor.owner == world.developer
+    s.refresh_from_db()
+    assert (s.status, s.stop_reason) == ("stopped", "transfer")
+
+
+def test_transfer_to_a_stranger_is_a_400_naming_them(owner_client, world) -> None:
+    s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
+    resp = owner_client.post(
+        reverse("session_transfer", args=[s.pk]), {"to": "other_admin"}, HTTP_HX_REQUEST="true"
+    )
+    assert resp.status_code == 400 and "other_admin" in resp.content.decode()
+    assert not AgentSession.objects.filter(transferred_from=s).exists()
+
+
+def test_delete_needs_the_right_to_act(client, world) -> None:
+    s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
+    client.force_login(world.developer)
+    resp = client.post(reverse("session_delete", args=[s.pk]), HTTP_HX_REQUEST="true")
+    assert resp.status_code == 403 and AgentSession.objects.filter(pk=s.pk).exists()
+    client.force_login(world.owner)
+    resp = client.post(reverse("session_delete", args=[s.pk]), HTTP_HX_REQUEST="true")
+    assert resp["HX-Redirect"] == reverse("sessions")
+    assert not AgentSession.objects.filter(pk=s.pk).exists()
