@@ -65,10 +65,11 @@ def chromium() -> str:
     return str(CHROMIUM)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium: str) -> Iterator[Browser]:
     # Playwright's sync API leaves its event loop marked as running in this thread, which makes
     # Django refuse ORM calls here; the test code is plain sequential code, so allow them.
+    # Package scope: the loop must be gone before later packages' asyncio tests start.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     try:
@@ -83,7 +84,7 @@ def browser(chromium: str) -> Iterator[Browser]:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(django_db_setup: None) -> Iterator[LiveServer]:
     """The daphne every browser test talks to (started once; the data is per test)."""
     live = LiveServer(free_port(), server_env(), name="daphne-browser")
