@@ -421,14 +421,11 @@ class RuntimeClient:
     def _ws_commands(self, stop: threading.Event) -> Iterator[dict[str, Any]]:
         from websockets.exceptions import InvalidHandshake, InvalidStatus
         from websockets.sync.client import connect
-        from websockets.typing import Origin
 
         try:
             with connect(
                 self.websocket_url(),
                 additional_headers={"Authorization": f"Bearer {self.token}"},
-                # The server checks Origin against its allowed hosts, as for browsers.
-                origin=Origin(self.base_url),
                 open_timeout=10,
             ) as ws:
                 logger.info("command channel connected (websocket)")

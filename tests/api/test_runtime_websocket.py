@@ -23,8 +23,10 @@ from tests.api.conftest import make_token
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def communicator(token: str | None = None, *, query: str = "") -> WebsocketCommunicator:
-    headers = [(b"origin", b"http://testserver")]
+def communicator(
+    token: str | None = None, *, query: str = "", origin: bytes | None = b"http://testserver"
+) -> WebsocketCommunicator:
+    headers = [(b"origin", origin)] if origin is not None else []
     if token is not None:
         headers.append((b"authorization", f"Bearer {token}".encode()))
     return WebsocketCommunicator(application, f"/ws/runtime/{query}", headers=headers)
@@ -197,3 +199,16 @@ def test_publishing_survives_an_unreachable_channel_layer(world: Any, caplog: An
     with override_settings(CHANNEL_LAYERS=unreachable):
         notify_command_queued(RuntimeCommand.objects.get().pk)
     assert "could not publish" in caplog.text
+
+
+def test_a_runtime_needs_no_origin_header(world: Any, runtime_token: str) -> None:
+    # Runtimes are not browsers: the token, not a cookie, authenticates them.
+    async def scenario() -> None:
+        ws = communicator(runtime_token, origin=None)
+        ok, _ = await ws.connect(timeout=5)
+        assert ok
+        await ws.send_json_to({"type": "ping"})
+        assert (await ws.receive_json_from(timeout=5))["type"] == "pong"
+        await ws.disconnect()
+
+    run(scenario)
