@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -104,6 +105,7 @@ class Broadcaster:
         self._pending: set[uuid.UUID] = set()
         self._deleted: list[Mapping[str, Any]] = []
         self._scheduled = False
+        self._flushing = False
         # Strong references: the loop keeps only weak ones to tasks it runs.
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -144,6 +146,7 @@ class Broadcaster:
             ids, self._pending = self._pending, set()
             deleted, self._deleted = self._deleted, []
             self._scheduled = False
+            self._flushing = True
         try:
             messages = await sync_to_async(_load, thread_sensitive=False)(ids)
             messages += deleted_messages(deleted)
@@ -154,6 +157,20 @@ class Broadcaster:
                     await layer.group_send(group, {"type": MESSAGE_TYPE, "session": message})
         except Exception:  # a failed publish must not kill the thread; the next change retries
             log.exception("broadcast of %d session(s) failed", len(ids) + len(deleted))
+        finally:
+            with self._lock:
+                self._flushing = False
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Block until nothing is pending or being published (tests: before the database is
+        flushed under a publish that is still reading it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not (self._scheduled or self._flushing or self._pending or self._deleted):
+                    return True
+            time.sleep(0.01)
+        return False
 
 
 def _load(ids: set[uuid.UUID]) -> list[dict[str, Any]]:

@@ -24,6 +24,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    # Runs before fixture teardown: a publish still reading the database would otherwise
+    # deadlock with the TRUNCATE that ends a transactional test.
+    from command_center.broadcast import broadcaster
+
+    broadcaster.wait_idle()
+
+
 @dataclass
 class World:
     """Two tenants and the personas of DESIGN.md section 7."""
