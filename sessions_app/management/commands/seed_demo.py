@@ -97,6 +97,13 @@ class Command(BaseCommand):
                         "default_model": model,
                         "allowed_models": [model, "gpt-4o", "claude-sonnet"],
                         "allow_model_override": name == "research-assistant",
+                        # Short policy on one agent so the sweeps are visible in a demo:
+                        # quiet chats go idle after 2 minutes and end 2 minutes later.
+                        **(
+                            {"idle_timeout_seconds": 120, "max_duration_seconds": 900}
+                            if name == "research-assistant"
+                            else {}
+                        ),
                     },
                 )
                 agents.append(agent)
