@@ -57,6 +57,8 @@ def _redis_args(port: int) -> list[str]:
         "no",
         "--dir",
         str(VAR_DIR),
+        "--loglevel",
+        "warning",
     ]
 
 
@@ -138,7 +140,17 @@ def run() -> None:
         sys.exit(f"Port {port} is already in use; set PORT to run on another port.")
     start(
         "daphne",
-        [str(bindir / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        [
+            str(bindir / "daphne"),
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            # Keep the terminal for what matters: requests go to a file.
+            "--access-log",
+            str(VAR_DIR / "access.log"),
+            "config.asgi:application",
+        ],
     )
     start(
         "worker",
@@ -168,6 +180,8 @@ def run() -> None:
             "demo",
             "--base-url",
             f"http://127.0.0.1:{port}",
+            "--rate",
+            os.environ.get("DEMO_RATE", "8"),
         ],
     )
     print(

@@ -3,6 +3,7 @@ history of sessions of all three kinds with transcripts."""
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from datetime import timedelta
@@ -115,7 +116,8 @@ class Command(BaseCommand):
                 self._history(agents, [u for u, _ in users.values()], initiatives)
 
         self.stdout.write(self.style.SUCCESS("Demo workspace 'Demo Co' is ready."))
-        self.stdout.write(f"Log in at http://127.0.0.1:8000/ with password {PASSWORD!r} as:")
+        port = os.environ.get("PORT", "8000")
+        self.stdout.write(f"Log in at http://127.0.0.1:{port}/ with password {PASSWORD!r} as:")
         for username, role, is_admin, _ in PEOPLE:
             extra = ", tenant admin (Django admin at /admin/)" if is_admin else ""
             self.stdout.write(f"  {username:<6} {Role(role).label.lower()} on both projects{extra}")
