@@ -100,10 +100,16 @@ def sessions_visible_to(user: Any) -> QuerySet[AgentSession]:
     return AgentSession.objects.filter(visibility_q(access_for(user)))
 
 
-def may_view(
-    a: Access, *, owner_id: int, agent_owner_id: int, tenant_id: int, project_id: int, kind: str
+def _grants(
+    a: Access,
+    project_ids: frozenset[int],
+    *,
+    owner_id: int,
+    agent_owner_id: int,
+    tenant_id: int,
+    project_id: int,
+    kind: str,
 ) -> bool:
-    """DESIGN 7 on plain values, so live pushes apply the same rule as queries."""
     if a.superuser:
         return True
     if a.user_id is None:
@@ -112,24 +118,21 @@ def may_view(
         owner_id == a.user_id
         or agent_owner_id == a.user_id
         or tenant_id in a.admin_tenant_ids
-        or (kind != Kind.CHAT and project_id in a.developer_project_ids)
+        # Chats are private to their owner, the agent owner and tenant admins.
+        or (kind != Kind.CHAT and project_id in project_ids)
     )
 
 
-def may_act(
-    a: Access, *, owner_id: int, agent_owner_id: int, tenant_id: int, project_id: int, kind: str
-) -> bool:
-    """End, pause, resume, stop, cancel, transfer, delete, approve (DESIGN 7)."""
-    if a.superuser:
-        return True
-    if a.user_id is None:
-        return False
-    return (
-        owner_id == a.user_id
-        or agent_owner_id == a.user_id
-        or tenant_id in a.admin_tenant_ids
-        or (kind != Kind.CHAT and project_id in a.maintainer_project_ids)
-    )
+def may_view(a: Access, **facts: Any) -> bool:
+    """DESIGN 7 on plain values, so live pushes apply the same rule as queries: project
+    developers and up see the project's flow runs and background tasks."""
+    return _grants(a, a.developer_project_ids, **facts)
+
+
+def may_act(a: Access, **facts: Any) -> bool:
+    """End, pause, resume, stop, cancel, transfer, delete, approve: as viewing, but from
+    project maintainer up."""
+    return _grants(a, a.maintainer_project_ids, **facts)
 
 
 def _facts(session: AgentSession) -> dict[str, Any]:
