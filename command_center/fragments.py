@@ -9,7 +9,7 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 
-from command_center.filters import panel_section
+from command_center.filters import filter_query, panel_section
 from sessions_app import lifecycle, selectors
 from sessions_app.lifecycle import Kind, Status
 from sessions_app.models import AgentSession, EventType, SessionEvent
@@ -259,8 +259,6 @@ def new_banner_html(count: int) -> str:
 
 
 def list_html(page: selectors.Page, flt: selectors.SessionFilter) -> str:
-    from command_center.filters import filter_query
-
     return _render(
         "command_center/sessions.html#list",
         {"page": page, "flt": flt, "filter_qs": filter_query(flt)},

@@ -110,7 +110,6 @@ TERMINAL: Mapping[str, frozenset[str]] = {
 LIVE: Mapping[str, frozenset[str]] = {
     kind: STATUSES[kind] - TERMINAL[kind] - {S.STOPPED} for kind in TRANSITIONS
 }
-ALL_LIVE_STATUSES = frozenset().union(*LIVE.values())
 
 _GROUP_OF_STATUS: Mapping[str, str] = {
     S.PENDING: Group.ACTIVE,
@@ -181,16 +180,6 @@ def expires_in_days(session: AgentSession, *, now: Any = None) -> int | None:
     if left > EXPIRY_WARNING:
         return None
     return max(0, left.days)
-
-
-def is_active_now(session: AgentSession, *, now: Any = None) -> bool:
-    """DESIGN 5: flows and tasks in a live status; chats not ended with recent activity."""
-    now = now or timezone.now()
-    if session.status not in LIVE[session.kind]:
-        return False
-    if session.kind == Kind.CHAT:
-        return session.last_activity_at >= now - ACTIVE_CHAT_WINDOW
-    return True
 
 
 class LifecycleError(Exception):

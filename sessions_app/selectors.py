@@ -7,7 +7,7 @@ import base64
 import binascii
 import json
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -188,10 +188,6 @@ class SessionFilter:
     q: str = ""
     active_only: bool = False
     archived: bool = False
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    def with_(self, **changes: Any) -> SessionFilter:
-        return replace(self, **changes)
 
 
 def active_now_q(now: datetime) -> Q:
@@ -358,10 +354,6 @@ def session_events(
     if types:
         qs = qs.filter(type__in=types)
     return list(qs.order_by("seq")[:limit])
-
-
-def open_sessions_count(*, owner_id: int, agent_id: int) -> int:
-    return AgentSession.objects.filter(owner_id=owner_id, agent_id=agent_id, live=True).count()
 
 
 # --- API tokens -------------------------------------------------------------------------------
