@@ -6,7 +6,7 @@ Usage:
         [--purge-sessions 20000] [--events-per-session 20] [--repeat 2]
 
 Creates its own database (scc_sweep_bench, dropped at the end), bulk-loads open sessions with
-COPY and times `policies.policy_sweep()` over each size with the same number of due rows:
+COPY and times `sweeps.policy_sweep()` over each size with the same number of due rows:
 
 - 40 % chats past their idle timeout (running -> idle),
 - 20 % flow runs with no event for their idle timeout (flagged stalled),
@@ -53,8 +53,7 @@ from django.db import connection
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from sessions_app import hooks, lifecycle, policies
-from sessions_app.lifecycle import Kind, Status
+from sessions_app import hooks, sweeps
 from sessions_app.models import (
     Agent,
     AgentSession,
@@ -64,6 +63,7 @@ from sessions_app.models import (
     Tenant,
     TenantMembership,
 )
+from sessions_app.states import Kind, Status
 
 BENCH_DB = "scc_sweep_bench"
 IDLE_SHORT, IDLE_LONG = 600, 1800
@@ -129,14 +129,14 @@ def sweep_once(world: World, rng: random.Random, *, size: int, due: int) -> tupl
     load_open_sessions(world, rng, size=size, due=due)
     analyze()
     started = time.perf_counter()
-    report = policies.policy_sweep()
+    report = sweeps.policy_sweep()
     full = time.perf_counter() - started
     got = (report.idled, report.stalled, report.stopped_max_duration, report.stopped_grace)
     assert got == split_due(due) and report.errors == 0, (got, report)
     idle = []
     for _ in range(3):
         started = time.perf_counter()
-        assert policies.policy_sweep().changed == 0
+        assert sweeps.policy_sweep().changed == 0
         idle.append(time.perf_counter() - started)
     return full, min(idle)
 
@@ -173,13 +173,14 @@ def split_due(due: int) -> tuple[int, int, int, int]:
     return idle, stalled, longest, due - idle - stalled - longest
 
 
-FIELDS = list(AgentSession._meta.concrete_fields)
+# Generated columns are the database's to fill.
+FIELDS = [f for f in AgentSession._meta.concrete_fields if not f.generated]
 COLUMNS = [f.column for f in FIELDS]
 
 
 def session_row(world: World, rng: random.Random, now: datetime, **values: Any) -> tuple[Any, ...]:
     sid = uuid.uuid4()
-    kind, status = values["kind"], values["status"]
+    kind = values["kind"]
     agent = values.pop("agent", None) or rng.choice(world.agents)
     row: dict[str, Any] = {
         "id": sid,
@@ -188,10 +189,9 @@ def session_row(world: World, rng: random.Random, now: datetime, **values: Any) 
         "project": world.project.pk,
         "agent": agent.pk,
         "owner": rng.choice(world.owners).pk,
-        "status_group": lifecycle.status_group(status=status),
-        "live": status in lifecycle.LIVE[kind],
         "agent_status": "",
         "stalled": False,
+        "stall_reason": "",
         "checkpoint_state": "",
         "checkpoint_name": "",
         "title": f"bench {kind} {sid.hex[:8]}",
@@ -345,9 +345,9 @@ def explain_due_queries() -> str:
     """Where each due-row query starts: the partial index it scans."""
     now = timezone.now()
     queries = {
-        "idle": policies.idle_due(now),
-        "max duration": policies.max_duration_due(now)[0],
-        "stop grace": policies.stop_grace_due(now),
+        "idle": sweeps.idle_due(now),
+        "max duration": sweeps.max_duration_due(now)[0],
+        "stop grace": sweeps.stop_grace_due(now),
     }
     lines = []
     for name, qs in queries.items():
@@ -418,7 +418,7 @@ def purge_rate(world: World, rng: random.Random, *, sessions: int, events: int) 
     with connection.cursor() as cur:
         cur.execute("ANALYZE")
     started = time.perf_counter()
-    report = policies.retention_purge()
+    report = sweeps.retention_purge()
     elapsed = time.perf_counter() - started
     assert report.sessions == sessions, report
     rows = report.sessions + report.events + report.commands

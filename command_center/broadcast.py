@@ -29,8 +29,8 @@ from django.conf import settings
 from django.db import connections
 
 from command_center import fragments
-from sessions_app.lifecycle import Kind
 from sessions_app.models import AgentSession
+from sessions_app.states import Kind
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,16 @@ def build_messages(session_ids: Iterable[uuid.UUID]) -> list[dict[str, Any]]:
 
 
 def deleted_messages(facts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [{**f, "id": str(f["id"]), "deleted": True, "version": 2**31} for f in facts]
+    return [
+        {
+            **f,
+            "id": str(f["id"]),
+            "deleted": True,
+            "version": 2**31,
+            "html": fragments.deleted_fragments(str(f["id"])),
+        }
+        for f in facts
+    ]
 
 
 class Broadcaster:

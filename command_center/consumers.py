@@ -19,21 +19,27 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from command_center import filters, fragments
 from command_center.broadcast import groups_for_access
-from sessions_app import selectors
+from sessions_app import errors, selectors
 
 log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_BAD_REQUEST = 4400
 COUNTS_DEBOUNCE_SECONDS = 1.0
-PANEL_SECTIONS = ("needs", "active", "recent")
+
+
+def _facts(summary: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a pushed summary the visibility rule reads."""
+    return {k: summary[k] for k in selectors.SESSION_FACTS}
 
 
 class CommandCenterConsumer(AsyncWebsocketConsumer):
     groups_joined: list[str]
 
     async def connect(self) -> None:
+        # Set before any early close: disconnect() reads them whatever connect() got to.
         self.groups_joined = []
+        self._counts_task: asyncio.Task[None] | None = None
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             # Accept first so the close code reaches the browser: a refused handshake looks
@@ -50,7 +56,6 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
         self.seen: dict[str, int] = {}
         self.sections: dict[str, str | None] = {}
         self.last_seq = 0
-        self._counts_task: asyncio.Task[None] | None = None
         try:
             if self.view == "list":
                 self.flt = filters.parse_filter(params)
@@ -104,7 +109,7 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
         elif self.view == "detail":
             try:
                 session = selectors.session_get_for_user(self.user, self.session_id)
-            except selectors.NotFound:
+            except errors.NotFound:
                 return None
             self.last_seq = session.last_seq
             parts += [
@@ -133,14 +138,7 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
         if self.seen.get(sid, -1) >= summary["version"] and not summary["deleted"]:
             return
         self.seen[sid] = summary["version"]
-        if not selectors.may_view(
-            self.access,
-            owner_id=summary["owner_id"],
-            agent_owner_id=summary["agent_owner_id"],
-            tenant_id=summary["tenant_id"],
-            project_id=summary["project_id"],
-            kind=summary["kind"],
-        ):
+        if not selectors.may_view(self.access, **_facts(summary)):
             return
         parts = self._panel_parts(summary)
         if self.view == "list":
@@ -151,52 +149,40 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
             await self.send(text_data="".join(parts))
         # Counts change only when a session enters, leaves or moves between panel sections;
         # most pushes (progress, new events) do not, and cost no query.
-        section = None if summary["deleted"] else (summary.get("html") or {}).get("section")
+        section = summary["html"]["section"]
         if sid not in self.sections or self.sections[sid] != section:
             self.sections[sid] = section
             self._schedule_counts()
 
     def _panel_parts(self, summary: dict[str, Any]) -> list[str]:
-        sid = summary["id"]
-        parts = [fragments.oob_delete(f"cc-{name}-{sid}") for name in PANEL_SECTIONS]
-        html = summary.get("html") or {}
-        section = None if summary["deleted"] else html.get("section")
-        if section:
-            can_act = selectors.may_act(
-                self.access,
-                owner_id=summary["owner_id"],
-                agent_owner_id=summary["agent_owner_id"],
-                tenant_id=summary["tenant_id"],
-                project_id=summary["project_id"],
-                kind=summary["kind"],
-            )
-            item = html["panel_act"] if can_act else html["panel"]
-            parts.append(fragments.oob_insert(f"#cc-{section}", item))
+        html = summary["html"]
+        parts = [html["panel_remove"]]
+        if html.get("section"):
+            can_act = selectors.may_act(self.access, **_facts(summary))
+            parts.append(html["panel_insert_act"] if can_act else html["panel_insert"])
         return parts
 
     def _list_parts(self, summary: dict[str, Any]) -> list[str]:
-        sid = summary["id"]
-        row_id = f"session-{sid}"
+        html = summary["html"]
         if summary["deleted"] or not filters.matches(
             summary, self.flt, viewer_id=self.access.user_id
         ):
-            return [fragments.oob_delete(row_id)]
+            return [html["row_remove"]]
         if self.paged:
             # The viewer is reading further down: update a row in place if it is shown, and
             # count the rest instead of moving the list under their eyes.
             self.new_count += 1
-            return [summary["html"]["row"], fragments.new_banner_html(self.new_count)]
-        target = "#rows-live" if summary["live"] else "#rows-rest"
-        return [fragments.oob_delete(row_id), fragments.oob_insert(target, summary["html"]["row"])]
+            return [html["row_update"], fragments.new_banner_html(self.new_count)]
+        return [html["row_move"]]
 
     def _detail_parts(self, summary: dict[str, Any]) -> list[str]:
         if summary["deleted"]:
             return [fragments.deleted_header_html()]
         try:
             session = selectors.session_get_for_user(self.user, self.session_id)
-        except selectors.NotFound:
+        except errors.NotFound:
             return [fragments.deleted_header_html()]
-        new_events = list(session.events.filter(seq__gt=self.last_seq).order_by("seq")[:500])
+        new_events = selectors.events_after(session.pk, after=self.last_seq)
         parts = [fragments.header_html(self.user, session), fragments.side_html(self.user, session)]
         if new_events:
             self.last_seq = new_events[-1].seq

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from django.utils import timezone
 
-from sessions_app import lifecycle, selectors
+from sessions_app import selectors, states
 from sessions_app.selectors import SessionFilter
 
 FILTER_KEYS = (
@@ -45,11 +45,11 @@ def parse_filter(params: Mapping[str, Any]) -> SessionFilter:
     if owner not in ("", "me") and not owner.isdigit():
         raise BadFilter(f"owner must be 'me', a user id or empty, got {owner!r}")
     kind = str(params.get("kind") or "")
-    if kind and kind not in lifecycle.Kind.values:
-        raise BadFilter(f"kind must be one of {', '.join(lifecycle.Kind.values)}")
+    if kind and kind not in states.Kind.values:
+        raise BadFilter(f"kind must be one of {', '.join(states.Kind.values)}")
     group = str(params.get("group") or "")
-    if group and group not in lifecycle.Group.values:
-        raise BadFilter(f"group must be one of {', '.join(lifecycle.Group.values)}")
+    if group and group not in states.Group.values:
+        raise BadFilter(f"group must be one of {', '.join(states.Group.values)}")
     q = str(params.get("q") or "")[:200]
     return SessionFilter(
         owner=owner,
@@ -131,9 +131,9 @@ def panel_section(summary: Mapping[str, Any], *, now: datetime | None = None) ->
         return None
     last = datetime.fromisoformat(summary["last_activity_at"])
     if summary["live"] and (
-        summary["kind"] != lifecycle.Kind.CHAT or last >= now - lifecycle.ACTIVE_CHAT_WINDOW
+        summary["kind"] != states.Kind.CHAT or last >= now - states.ACTIVE_CHAT_WINDOW
     ):
         return "needs" if summary["status"] in selectors.NEEDS_YOU_STATUSES else "active"
-    if last >= now - lifecycle.RECENT_WINDOW:
+    if last >= now - states.RECENT_WINDOW:
         return "recent"
     return None

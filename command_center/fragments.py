@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.template.loader import render_to_string
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString
 
 from command_center.filters import filter_query, panel_section
-from sessions_app import lifecycle, selectors
-from sessions_app.lifecycle import Kind, Status
+from sessions_app import selectors, states
 from sessions_app.models import AgentSession, EventType, SessionEvent
+from sessions_app.states import Kind, Status
 
 VERBOSE_TYPES = frozenset(
     {
@@ -26,15 +26,15 @@ VERBOSE_TYPES = frozenset(
 TRANSCRIPT_PAGE = 100
 
 
-def _render(name: str, context: dict[str, Any]) -> str:
-    return render_to_string(name, context)
+def _render(name: str, context: dict[str, Any]) -> SafeString:
+    return SafeString(render_to_string(name, context))
 
 
-def row_html(session: AgentSession) -> str:
+def row_html(session: AgentSession) -> SafeString:
     return _render("command_center/sessions.html#row", {"s": session})
 
 
-def panel_item_html(session: AgentSession, *, section: str, can_act: bool) -> str:
+def panel_item_html(session: AgentSession, *, section: str, can_act: bool) -> SafeString:
     return _render(
         "command_center/panel.html#item",
         {
@@ -46,9 +46,19 @@ def panel_item_html(session: AgentSession, *, section: str, can_act: bool) -> st
     )
 
 
+PANEL_SECTIONS = ("needs", "active", "recent")
+
+
+def panel_remove_html(session_id: str) -> str:
+    return "".join(oob_delete(f"cc-{name}-{session_id}") for name in PANEL_SECTIONS)
+
+
 def session_fragments(session: AgentSession) -> dict[str, Any]:
     """The viewer-independent HTML of one session, rendered once per change by the
-    broadcaster. The panel item comes in two variants: with and without one-click actions."""
+    broadcaster as the final out-of-band messages, so a consumer only chooses among these
+    strings and concatenates them. The panel item comes in two variants: with and without
+    one-click actions."""
+    sid = str(session.pk)
     summary = {
         "archived": session.archived_at is not None,
         "last_activity_at": session.last_activity_at.isoformat(),
@@ -57,15 +67,34 @@ def session_fragments(session: AgentSession) -> dict[str, Any]:
         "kind": session.kind,
     }
     section = panel_section(summary)
-    fragments: dict[str, Any] = {"row": row_html(session), "section": section}
+    row = row_html(session)
+    row_remove = oob_delete(f"session-{sid}")
+    html: dict[str, Any] = {
+        "section": section,
+        "panel_remove": panel_remove_html(sid),
+        # Paged viewers get the row swapped in place (by id) without moving the list.
+        "row_update": row,
+        "row_move": row_remove + oob_insert("#rows-live" if session.live else "#rows-rest", row),
+        "row_remove": row_remove,
+    }
     if section is not None:
-        fragments["panel"] = panel_item_html(session, section=section, can_act=False)
-        fragments["panel_act"] = (
-            panel_item_html(session, section=section, can_act=True)
+        target = f"#cc-{section}"
+        plain = panel_item_html(session, section=section, can_act=False)
+        html["panel_insert"] = oob_insert(target, plain)
+        html["panel_insert_act"] = (
+            oob_insert(target, panel_item_html(session, section=section, can_act=True))
             if section == "needs"
-            else fragments["panel"]
+            else html["panel_insert"]
         )
-    return fragments
+    return html
+
+
+def deleted_fragments(session_id: str) -> dict[str, Any]:
+    return {
+        "section": None,
+        "panel_remove": panel_remove_html(session_id),
+        "row_remove": oob_delete(f"session-{session_id}"),
+    }
 
 
 # --- panel ------------------------------------------------------------------------------------
@@ -104,13 +133,11 @@ VERB_TARGETS = {
 def actions_for(user: Any, session: AgentSession) -> dict[str, bool]:
     """The lifecycle actions this viewer may take in this status (nothing for viewers who
     may only look)."""
-    from sessions_app.policies import can_edit_policy
-
     if not selectors.can_act(user, session):
-        return {"policy": can_edit_policy(user, session.agent)}
+        return {"policy": selectors.can_edit_policy(user, session.agent)}
     actions = {
-        verb: target in lifecycle.STATUSES[session.kind]
-        and lifecycle.is_allowed(session.kind, session.status, target)
+        verb: target in states.STATUSES[session.kind]
+        and states.is_allowed(session.kind, session.status, target)
         for verb, target in VERB_TARGETS.items()
     }
     if session.kind != Kind.CHAT:
@@ -121,8 +148,8 @@ def actions_for(user: Any, session: AgentSession) -> dict[str, bool]:
     actions["approve"] = session.checkpoint_state == "awaiting"
     actions["pin"] = True
     actions["delete"] = True
-    actions["transfer"] = session.status not in lifecycle.TERMINAL[session.kind]
-    actions["policy"] = can_edit_policy(user, session.agent)
+    actions["transfer"] = session.status not in states.TERMINAL[session.kind]
+    actions["policy"] = selectors.can_edit_policy(user, session.agent)
     return actions
 
 
@@ -136,9 +163,7 @@ class Step:
 def flow_steps(session: AgentSession) -> list[Step]:
     names: dict[int, str] = {}
     completed: set[int] = set()
-    for payload in SessionEvent.objects.filter(session=session, type=EventType.STEP).values_list(
-        "payload", flat=True
-    ):
+    for payload in selectors.step_payloads(session):
         index = payload.get("index") if isinstance(payload, dict) else None
         if isinstance(index, int):
             names[index] = str(payload.get("name") or f"Step {index}")
@@ -179,10 +204,7 @@ def pair_tool_results(events: list[SessionEvent]) -> list[SessionEvent]:
 
 
 def transcript_page(session: AgentSession, *, before: int | None = None) -> dict[str, Any]:
-    qs = SessionEvent.objects.filter(session=session)
-    if before is not None:
-        qs = qs.filter(seq__lt=before)
-    latest = list(qs.order_by("-seq")[:TRANSCRIPT_PAGE])[::-1]
+    latest = selectors.transcript_tail(session, before=before, limit=TRANSCRIPT_PAGE)
     older_cursor = latest[0].seq if latest and latest[0].seq > 1 else None
     return {
         "events": pair_tool_results(latest),
@@ -198,21 +220,12 @@ def detail_context(user: Any, session: AgentSession, **extra: Any) -> dict[str, 
         "actions": actions_for(user, session),
         "can_act": selectors.can_act(user, session),
         "verbose_types": VERBOSE_TYPES,
-        "children": list(
-            selectors.sessions_visible_to(user)
-            .filter(parent=session)
-            .select_related("agent")
-            .order_by("-created_at")[:50]
-        ),
+        "children": selectors.session_children(user, session),
     }
     if session.kind == Kind.FLOW_RUN:
         ctx["steps"] = flow_steps(session)
     elif session.kind == Kind.BACKGROUND_TASK:
-        ctx["history"] = list(
-            SessionEvent.objects.filter(session=session, type=EventType.STATUS_CHANGE).order_by(
-                "seq"
-            )[:100]
-        )
+        ctx["history"] = selectors.status_history(session)
     ctx.update(extra)
     return ctx
 
@@ -234,19 +247,19 @@ def transcript_html(session: AgentSession) -> str:
     )
 
 
-def events_html(events: list[SessionEvent]) -> str:
-    return "".join(
-        _render("command_center/event.html", {"e": e, "verbose_types": VERBOSE_TYPES})
-        for e in pair_tool_results(events)
+def events_html(events: list[SessionEvent]) -> SafeString:
+    return _render(
+        "command_center/detail.html#events",
+        {"events": pair_tool_results(events), "verbose_types": VERBOSE_TYPES},
     )
 
 
-def oob_insert(target: str, content: str, position: str = "afterbegin") -> str:
+def oob_insert(target: str, content: SafeString, position: str = "afterbegin") -> SafeString:
+    """`content` must be HTML this process rendered (a SafeString): pushed HTML is wrapped
+    before it crosses the channel layer, never after."""
     return _render(
         "command_center/oob.html#insert",
-        # The content is HTML we rendered ourselves (it lost its SafeString type in transit
-        # through the channel layer), so it must not be escaped a second time.
-        {"target": target, "content": mark_safe(content), "position": position},
+        {"target": target, "content": content, "position": position},
     )
 
 

@@ -1,4 +1,4 @@
-"""Websocket routes, each wrapped in the protection that fits how it authenticates."""
+"""The dashboard socket's route, wrapped in the protection that fits cookie authentication."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
 from command_center.consumers import CommandCenterConsumer
-from sessions_app.runtime_consumer import RuntimeConsumer
 
 websocket_urlpatterns: list[Any] = [
     # Browsers authenticate with the session cookie, so a foreign page must not be able to open
@@ -18,7 +17,4 @@ websocket_urlpatterns: list[Any] = [
         "ws/command-center/",
         AllowedHostsOriginValidator(AuthMiddlewareStack(CommandCenterConsumer.as_asgi())),
     ),
-    # Runtimes authenticate with a bearer token and send no cookies (and usually no Origin),
-    # so an origin check would refuse them and protect nothing.
-    path("ws/runtime/", RuntimeConsumer.as_asgi()),
 ]

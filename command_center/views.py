@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -16,11 +15,8 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from command_center import filters, fragments
-from sessions_app import lifecycle, selectors, services
-from sessions_app.lifecycle import LifecycleError
-from sessions_app.models import Agent, Initiative, Project
-
-User = get_user_model()
+from sessions_app import selectors, services, states
+from sessions_app.errors import DomainError, InvalidCursor, NotFound
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -30,7 +26,7 @@ class HtmxHttpRequest(HttpRequest):
 def _session_or_404(request: HttpRequest, session_id: Any) -> Any:
     try:
         return selectors.session_get_for_user(request.user, session_id)
-    except selectors.NotFound:
+    except NotFound:
         raise Http404("No such session, or you may not see it.") from None
 
 
@@ -60,7 +56,7 @@ def sessions_page(request: HtmxHttpRequest) -> HttpResponse:
     cursor = request.GET.get("cursor") or None
     try:
         page = selectors.session_page(request.user, flt, cursor=cursor, limit=50)
-    except selectors.InvalidCursor as exc:
+    except InvalidCursor as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain")
     filter_qs = filters.filter_query(flt)
     ctx = {"page": page, "flt": flt, "filter_qs": filter_qs}
@@ -78,20 +74,10 @@ def sessions_page(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def _facet_context(request: HttpRequest) -> dict[str, Any]:
-    access = selectors.access_for(request.user)
-    tenants = access.tenant_ids
-    people = (
-        User.objects.filter(tenant_memberships__tenant_id__in=tenants)
-        .distinct()
-        .order_by("username")
-    )
     return {
-        "kinds": lifecycle.Kind.choices,
-        "groups": lifecycle.Group.choices,
-        "people": people if not access.superuser else User.objects.order_by("username")[:200],
-        "agents": Agent.objects.filter(tenant_id__in=tenants).order_by("name"),
-        "projects": Project.objects.filter(tenant_id__in=tenants).order_by("name"),
-        "initiatives": Initiative.objects.filter(tenant_id__in=tenants).order_by("name"),
+        "kinds": states.Kind.choices,
+        "groups": states.Group.choices,
+        **selectors.filter_facets(request.user),
     }
 
 
@@ -116,7 +102,8 @@ def session_events(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
     """Older transcript pages ("Load earlier"): keyset by seq, never the whole transcript."""
     session = _session_or_404(request, session_id)
     raw = request.GET.get("before", "")
-    if not raw.isdigit():
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()):
         return HttpResponse(
             "before must be a positive event number", status=400, content_type="text/plain"
         )
@@ -152,10 +139,8 @@ def session_action(request: HtmxHttpRequest, session_id: str, verb: str) -> Http
             )
         else:
             raise Http404(f"Unknown action {verb!r}.")
-    except services.NotAllowed as exc:
-        error, status = str(exc), 403
-    except LifecycleError as exc:
-        error, status = str(exc), 409
+    except DomainError as exc:
+        error, status = str(exc), exc.status
     session = _session_or_404(request, session_id)
     if not request.htmx:
         return redirect("session_detail", session_id=session.pk)
@@ -183,8 +168,8 @@ def session_clone(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
     session = _session_or_404(request, session_id)
     try:
         clone = services.session_clone(session=session, user=request.user)
-    except LifecycleError as exc:
-        return _header_error(request, session, str(exc), 409)
+    except DomainError as exc:
+        return _header_error(request, session, str(exc), exc.status)
     return _go(request, reverse("session_detail", args=[clone.pk]))
 
 
@@ -201,10 +186,8 @@ def session_transfer(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
         )
     try:
         successor = services.session_transfer(session=session, user=request.user, to_user=to_user)
-    except services.NotAllowed as exc:
-        return _header_error(request, session, str(exc), 403)
-    except LifecycleError as exc:
-        return _header_error(request, session, str(exc), 409)
+    except DomainError as exc:
+        return _header_error(request, session, str(exc), exc.status)
     return _go(request, reverse("session_detail", args=[successor.pk]))
 
 
@@ -214,8 +197,8 @@ def session_delete(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
     session = _session_or_404(request, session_id)
     try:
         services.session_delete(session=session, user=request.user)
-    except services.NotAllowed as exc:
-        return _header_error(request, session, str(exc), 403)
+    except DomainError as exc:
+        return _header_error(request, session, str(exc), exc.status)
     return _go(request, reverse("sessions"))
 
 
@@ -229,12 +212,9 @@ def session_message(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
     try:
         services.message_send(session=session, user=request.user, text=text)
         ctx["composer_sent"] = True
-    except services.NotAllowed as exc:
+    except DomainError as exc:
         ctx.update(composer_error=str(exc), composer_text=text)
-        status = 403
-    except LifecycleError as exc:
-        ctx.update(composer_error=str(exc), composer_text=text)
-        status = 409 if not isinstance(exc, services.InvalidInput) else 400
+        status = exc.status
     if not request.htmx:
         return redirect("session_detail", session_id=session.pk)
     return render(request, "command_center/detail.html#composer", ctx, status=status)
@@ -266,7 +246,7 @@ def session_export(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
                 "redactions": e.redactions,
                 "created_at": e.created_at.isoformat(),
             }
-            for e in session.events.order_by("seq").iterator(chunk_size=1000)
+            for e in selectors.events_for_export(session)
         ],
     }
     response = JsonResponse(data, json_dumps_params={"indent": 1})

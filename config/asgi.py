@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels."""
+"""ASGI entry point: HTTP through Django, websockets through Channels, each app's socket routes
+composed here with the protection each route declares for itself."""
 
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from command_center.routing import websocket_urlpatterns  # noqa: E402
+from command_center.routing import websocket_urlpatterns as dashboard_routes  # noqa: E402
+from sessions_app.runtime.routing import websocket_urlpatterns as runtime_routes  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # Origin validation and cookie auth are applied per route (command_center/routing.py):
-        # the dashboard socket needs both, the token-authenticated runtime socket neither.
-        "websocket": URLRouter(websocket_urlpatterns),
+        "websocket": URLRouter([*dashboard_routes, *runtime_routes]),
     }
 )

@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 
-from sessions_app import selectors, services
+from sessions_app import errors, selectors, services
 from sessions_app.forms import AgentPolicyForm
 from sessions_app.models import (
     Agent,
@@ -187,7 +187,7 @@ class AgentAdmin(TenantScopedAdmin):
                 services.agent_policy_update(
                     agent=obj, user=request.user, changes=form.policy_changes()
                 )
-            except services.NotAllowed as exc:
+            except errors.NotAllowed as exc:
                 raise PermissionDenied(str(exc)) from exc
         super().save_model(request, obj, form, change)
 

@@ -9,8 +9,8 @@ class SessionsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Runtimes hear about queued commands over the channel layer (see runtime_consumer).
+        # Runtimes hear about queued commands over the channel layer (see runtime/consumer.py).
         from sessions_app import hooks
-        from sessions_app.runtime_consumer import notify_command_queued
+        from sessions_app.runtime.consumer import notify_command_queued
 
         hooks.register("command_queued", notify_command_queued)

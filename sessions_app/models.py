@@ -11,9 +11,10 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
-from sessions_app import lifecycle
-from sessions_app.lifecycle import Kind, Status
+from sessions_app import states
+from sessions_app.states import Kind, Status
 
 
 class Tenant(models.Model):
@@ -180,7 +181,7 @@ class CheckpointState(models.TextChoices):
 
 def _status_valid_for_kind() -> Q:
     q = Q()
-    for kind, statuses in lifecycle.STATUSES.items():
+    for kind, statuses in states.STATUSES.items():
         q |= Q(kind=kind, status__in=sorted(statuses))
     return q
 
@@ -199,12 +200,22 @@ class AgentSession(models.Model):
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     status = models.CharField(max_length=20, choices=Status.choices)
-    status_group = models.CharField(max_length=12, choices=lifecycle.Group.choices)
-    # Denormalised "is this session in a live status" so the list order (live first, then most
-    # recently changed) is one index scan.
-    live = models.BooleanField(default=True)
+    # Derived from status by the database (states.py holds the rule), so no writer can forget
+    # them. `live` first in the list order makes "live first, then most recently changed" one
+    # index scan.
+    status_group = models.GeneratedField(
+        expression=states.status_group_expression(),
+        output_field=models.CharField(max_length=12, choices=states.Group.choices),
+        db_persist=True,
+    )
+    live = models.GeneratedField(
+        expression=states.live_expression(),
+        output_field=models.BooleanField(),
+        db_persist=True,
+    )
     agent_status = models.CharField(max_length=20, choices=AgentStatus.choices, blank=True)
     stalled = models.BooleanField(default=False)
+    stall_reason = models.CharField(max_length=200, blank=True)
     checkpoint_state = models.CharField(
         max_length=10, choices=CheckpointState.choices, blank=True, default=""
     )
@@ -317,19 +328,21 @@ class AgentSession(models.Model):
 
     @property
     def progress_text(self) -> str:
-        return lifecycle.progress_text(self)
+        return states.progress_text(self)
 
     @property
     def progress_percent(self) -> int | None:
-        return lifecycle.progress_percent(self)
+        return states.progress_percent(self)
 
     @property
     def expires_in_days(self) -> int | None:
-        return lifecycle.expires_in_days(self)
+        return states.expires_in_days(
+            expires_at=self.expires_at, pinned=self.pinned, now=timezone.now()
+        )
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in lifecycle.TERMINAL[self.kind]
+        return self.status in states.TERMINAL[self.kind]
 
 
 class EventType(models.TextChoices):

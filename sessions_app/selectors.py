@@ -16,31 +16,27 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from sessions_app import lifecycle
-from sessions_app.lifecycle import Kind
+from sessions_app import states
+from sessions_app.errors import InvalidCursor, NotAllowed, NotFound
 from sessions_app.models import (
     Agent,
     AgentSession,
     ApiToken,
     CommandStatus,
+    EventType,
     Initiative,
     Membership,
+    PolicyChange,
+    Project,
     Role,
     RuntimeCommand,
     SessionEvent,
     TenantMembership,
     TokenKind,
 )
+from sessions_app.states import Kind
 
 AnyUser = AbstractBaseUser | AnonymousUser
-
-
-class NotFound(Exception):
-    """The session does not exist or the viewer may not see it (both look the same: 404)."""
-
-
-class InvalidCursor(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -135,7 +131,10 @@ def may_act(a: Access, **facts: Any) -> bool:
     return _grants(a, a.maintainer_project_ids, **facts)
 
 
-def _facts(session: AgentSession) -> dict[str, Any]:
+SESSION_FACTS = ("owner_id", "agent_owner_id", "tenant_id", "project_id", "kind")
+
+
+def session_facts(session: AgentSession) -> dict[str, Any]:
     return {
         "owner_id": session.owner_id,
         "agent_owner_id": session.agent.owner_id,
@@ -146,11 +145,11 @@ def _facts(session: AgentSession) -> dict[str, Any]:
 
 
 def can_view(user: Any, session: AgentSession) -> bool:
-    return may_view(access_for(user), **_facts(session))
+    return may_view(access_for(user), **session_facts(session))
 
 
 def can_act(user: Any, session: AgentSession) -> bool:
-    return may_act(access_for(user), **_facts(session))
+    return may_act(access_for(user), **session_facts(session))
 
 
 def is_tenant_admin(user: Any, tenant_id: int) -> bool:
@@ -192,7 +191,7 @@ class SessionFilter:
 
 def active_now_q(now: datetime) -> Q:
     return Q(live=True) & (
-        ~Q(kind=Kind.CHAT) | Q(last_activity_at__gte=now - lifecycle.ACTIVE_CHAT_WINDOW)
+        ~Q(kind=Kind.CHAT) | Q(last_activity_at__gte=now - states.ACTIVE_CHAT_WINDOW)
     )
 
 
@@ -248,7 +247,7 @@ def decode_cursor(cursor: str) -> tuple[bool, datetime, uuid.UUID]:
             raise ValueError("bad cursor fields")
         return live, parsed, uuid.UUID(pk)
     except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
-        raise InvalidCursor("The cursor is not valid; start again from the first page.") from None
+        raise InvalidCursor from None
 
 
 def after_cursor_q(cursor: str) -> Q:
@@ -302,14 +301,14 @@ def recent(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:
     now = now or timezone.now()
     return (
         sessions_visible_to(user)
-        .filter(archived_at__isnull=True, last_activity_at__gte=now - lifecycle.RECENT_WINDOW)
+        .filter(archived_at__isnull=True, last_activity_at__gte=now - states.RECENT_WINDOW)
         .exclude(active_now_q(now))
         .select_related("agent", "owner", "project", "initiative")
         .order_by("-last_activity_at", "-id")
     )
 
 
-NEEDS_YOU_STATUSES = frozenset({lifecycle.Status.WAITING_INPUT, lifecycle.Status.PAUSED})
+NEEDS_YOU_STATUSES = frozenset({states.Status.WAITING_INPUT, states.Status.PAUSED})
 
 
 def needs_you(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:
@@ -465,3 +464,106 @@ def member_by_username(*, tenant_id: int, username: str) -> Any:
 
 def initiative_in_tenant(*, tenant_id: int, initiative_id: int) -> Initiative | None:
     return Initiative.objects.filter(pk=initiative_id, tenant_id=tenant_id).first()
+
+
+def filter_facets(user: Any) -> dict[str, Any]:
+    """The choices of the list's filter dropdowns: only the people, agents, projects and
+    initiatives the viewer can see sessions of, so a dropdown never names what the list hides."""
+    visible = sessions_visible_to(user)
+    return {
+        "people": get_user_model()
+        .objects.filter(pk__in=visible.values("owner_id"))
+        .order_by("username"),
+        "agents": Agent.objects.filter(pk__in=visible.values("agent_id")).order_by("name"),
+        "projects": Project.objects.filter(pk__in=visible.values("project_id")).order_by("name"),
+        "initiatives": Initiative.objects.filter(
+            pk__in=visible.filter(initiative__isnull=False).values("initiative_id")
+        ).order_by("name"),
+    }
+
+
+def session_children(user: Any, session: AgentSession, *, limit: int = 50) -> list[AgentSession]:
+    return list(
+        sessions_visible_to(user)
+        .filter(parent=session)
+        .select_related("agent")
+        .order_by("-created_at")[:limit]
+    )
+
+
+def step_payloads(session: AgentSession) -> list[Any]:
+    return list(
+        SessionEvent.objects.filter(session=session, type=EventType.STEP).values_list(
+            "payload", flat=True
+        )
+    )
+
+
+def status_history(session: AgentSession, *, limit: int = 100) -> list[SessionEvent]:
+    return list(
+        SessionEvent.objects.filter(session=session, type=EventType.STATUS_CHANGE).order_by("seq")[
+            :limit
+        ]
+    )
+
+
+def transcript_tail(session: AgentSession, *, before: int | None, limit: int) -> list[SessionEvent]:
+    """The `limit` events before seq `before` (the newest when None), oldest first."""
+    qs = SessionEvent.objects.filter(session=session)
+    if before is not None:
+        qs = qs.filter(seq__lt=before)
+    return list(qs.order_by("-seq")[:limit])[::-1]
+
+
+def events_after(session_id: Any, *, after: int, limit: int = 500) -> list[SessionEvent]:
+    return list(
+        SessionEvent.objects.filter(session_id=session_id, seq__gt=after).order_by("seq")[:limit]
+    )
+
+
+def events_for_export(session: AgentSession) -> Any:
+    return session.events.order_by("seq").iterator(chunk_size=1000)
+
+
+def visible_agents(user: Any) -> list[Agent]:
+    """Agents in the viewer's workspaces, for the agent settings list."""
+    access = access_for(user)
+    qs = Agent.objects.select_related("project", "owner").order_by("name")
+    if not access.superuser:
+        qs = qs.filter(tenant_id__in=access.tenant_ids)
+    return list(qs)
+
+
+def can_edit_policy(user: Any, agent: Agent) -> bool:
+    """Tenant admins of the agent's workspace and the agent's owner may change its policy."""
+    access = access_for(user)
+    if access.user_id is None:
+        return False
+    return (
+        access.superuser
+        or agent.tenant_id in access.admin_tenant_ids
+        or agent.owner_id == access.user_id
+    )
+
+
+def agent_for_policy_edit(user: Any, agent_id: int) -> Agent:
+    """The agent if the viewer may edit its policy. Project members who may not get 403 (they
+    know the agent: its sessions are in their list); everyone else gets 404, as if it did not
+    exist, which is what another workspace's agent must look like."""
+    agent = Agent.objects.select_related("project", "owner").filter(pk=agent_id).first()
+    if agent is None:
+        raise NotFound(f"agent {agent_id}")
+    if can_edit_policy(user, agent):
+        return agent
+    access = access_for(user)
+    if (
+        access.user_id is not None
+        and agent.tenant_id in access.tenant_ids
+        and Membership.objects.filter(project_id=agent.project_id, user_id=access.user_id).exists()
+    ):
+        raise NotAllowed("Only tenant admins and the agent's owner may change its policy.")
+    raise NotFound(f"agent {agent_id}")
+
+
+def policy_history(agent: Agent, *, limit: int = 20) -> list[PolicyChange]:
+    return list(PolicyChange.objects.filter(agent=agent).select_related("changed_by")[:limit])

@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import shared_task
 
-from sessions_app import policies
+from sessions_app import sweeps
 
 # Policy sweep: every 30 s (POLICY_SWEEP_INTERVAL in config/celery.py).
 POLICY_SWEEP_BUDGET = 20.0
@@ -32,7 +32,7 @@ HOUSEKEEPING_HARD_LIMIT = 570
     time_limit=POLICY_SWEEP_HARD_LIMIT,
 )
 def policy_sweep(batch_size: int = 500) -> dict[str, Any]:
-    return policies.policy_sweep(batch_size=batch_size, time_budget=POLICY_SWEEP_BUDGET).as_dict()
+    return sweeps.policy_sweep(batch_size=batch_size, time_budget=POLICY_SWEEP_BUDGET).as_dict()
 
 
 @shared_task(
@@ -42,7 +42,7 @@ def policy_sweep(batch_size: int = 500) -> dict[str, Any]:
     time_limit=HOUSEKEEPING_HARD_LIMIT,
 )
 def archive_sweep(batch_size: int = 1000) -> dict[str, Any]:
-    return policies.archive_sweep(batch_size=batch_size, time_budget=HOUSEKEEPING_BUDGET).as_dict()
+    return sweeps.archive_sweep(batch_size=batch_size, time_budget=HOUSEKEEPING_BUDGET).as_dict()
 
 
 @shared_task(
@@ -52,6 +52,4 @@ def archive_sweep(batch_size: int = 1000) -> dict[str, Any]:
     time_limit=HOUSEKEEPING_HARD_LIMIT,
 )
 def retention_purge(batch_size: int = 200) -> dict[str, Any]:
-    return policies.retention_purge(
-        batch_size=batch_size, time_budget=HOUSEKEEPING_BUDGET
-    ).as_dict()
+    return sweeps.retention_purge(batch_size=batch_size, time_budget=HOUSEKEEPING_BUDGET).as_dict()

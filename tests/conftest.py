@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 
 from sessions_app import hooks
-from sessions_app.lifecycle import Kind
 from sessions_app.models import Role
+from sessions_app.states import Kind
 from tests import factories as f
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
-from sessions_app import lifecycle, services
+from sessions_app import lifecycle, services, states
 from sessions_app.models import (
     Agent,
     AgentSession,
@@ -61,7 +61,7 @@ def make_initiative(tenant: Tenant, name: str | None = None) -> Initiative:
 def make_session(
     agent: Agent,
     owner: Any,
-    kind: str = lifecycle.Kind.FLOW_RUN,
+    kind: str = states.Kind.FLOW_RUN,
     *,
     status: str | None = None,
     **kw: Any,

@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
-from sessions_app import selectors, services
+from sessions_app import errors, selectors, services
 from sessions_app.selectors import TokenAccess
 
 # Our tokens are "scc_" + 43 characters; anything far longer is not one of ours, so it is
@@ -39,7 +39,7 @@ def caller(request: HttpRequest) -> TokenAccess:
 def require_runtime(request: HttpRequest) -> TokenAccess:
     access = caller(request)
     if not access.is_runtime:
-        raise services.NotAllowed(
+        raise errors.NotAllowed(
             "Only runtime tokens report sessions and receive commands; this is a personal token."
         )
     return access
@@ -48,7 +48,7 @@ def require_runtime(request: HttpRequest) -> TokenAccess:
 def require_personal(request: HttpRequest) -> TokenAccess:
     access = caller(request)
     if access.is_runtime:
-        raise services.NotAllowed(
+        raise errors.NotAllowed(
             "Operator actions need a personal token; runtime tokens report through events."
         )
     return access

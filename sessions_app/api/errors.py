@@ -11,25 +11,16 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from sessions_app import selectors
 from sessions_app.api.schemas import EVENT_TYPES, PayloadTooLarge
-from sessions_app.lifecycle import IllegalTransition, LifecycleError
-from sessions_app.services import ConcurrencyLimit, InvalidInput, NotAllowed
+from sessions_app.errors import DomainError, InvalidInput
 
-# Mapped by the first matching class, most specific first.
 HANDLED: tuple[type[Exception], ...] = (
     ValidationError,
     PayloadTooLarge,
     AuthenticationError,
     HttpError,
     Http404,
-    selectors.NotFound,
-    selectors.InvalidCursor,
-    NotAllowed,
-    InvalidInput,
-    ConcurrencyLimit,
-    IllegalTransition,
-    LifecycleError,
+    DomainError,
 )
 
 
@@ -86,29 +77,17 @@ def error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
         )
     if isinstance(exc, HttpError):
         return _http_error(exc)
-    if isinstance(exc, Http404 | selectors.NotFound):
+    if isinstance(exc, Http404):
         return 404, _error("not_found", "No such session, or you may not see it.")
-    if isinstance(exc, selectors.InvalidCursor):
-        return 422, _error("invalid_input", f"cursor: {exc}", field="cursor")
-    if isinstance(exc, NotAllowed):
-        return 403, _error("forbidden", str(exc))
     if isinstance(exc, InvalidInput):
-        return 422, _error(
-            "invalid_input",
+        return exc.status, _error(
+            exc.code,
             str(exc),
             field=exc.field,
             errors=[{"field": exc.field, "message": str(exc), "type": exc.code}],
         )
-    if isinstance(exc, ConcurrencyLimit):
-        return 409, _error(exc.code, str(exc), details={"limit": exc.limit, "current": exc.current})
-    if isinstance(exc, IllegalTransition):
-        return 409, _error(
-            exc.code,
-            str(exc),
-            details={"kind": exc.kind, "from": exc.from_status, "to": exc.to_status},
-        )
-    if isinstance(exc, LifecycleError):
-        return 409, _error(exc.code, str(exc))
+    if isinstance(exc, DomainError):
+        return exc.status, _error(exc.code, str(exc), details=exc.details)
     raise exc  # pragma: no cover - install() registers only the classes above
 
 

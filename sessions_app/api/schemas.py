@@ -20,8 +20,8 @@ from pydantic import (
     model_validator,
 )
 
-from sessions_app.lifecycle import Kind, Status
 from sessions_app.models import AgentStatus, CommandKind, CommandStatus, Origin, TokenKind
+from sessions_app.states import Kind, Status
 
 MAX_BATCH_EVENTS = 500
 MAX_BATCH_BYTES = 1024 * 1024

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Query, Router, Status
 from ninja.decorators import decorate_view
 
-from sessions_app import lifecycle, selectors, services
+from sessions_app import selectors, services
 from sessions_app.api import serializers as out
 from sessions_app.api.auth import caller, require_personal, require_runtime
 from sessions_app.api.errors import error_body
@@ -32,9 +32,8 @@ from sessions_app.api.schemas import (
     SessionListOut,
     SessionOut,
 )
-from sessions_app.lifecycle import Group, Kind
-from sessions_app.models import AgentSession, EventType
-from sessions_app.redaction import redact_payload
+from sessions_app.models import AgentSession
+from sessions_app.states import Group, Kind
 
 router = Router(tags=["sessions"])
 
@@ -57,55 +56,18 @@ _NO_NUL = r"^[^\x00]*$"
     "concurrency cap.",
 )
 def session_create(request: HttpRequest, data: SessionCreateIn) -> Status[dict[str, Any]]:
-    access = caller(request)
-    agent = selectors.agent_in_tenant(tenant_id=access.tenant_id, agent_id=data.agent)
-    if agent is None:
-        raise services.InvalidInput("agent", f"no agent with id {data.agent} in this workspace")
-    if access.is_runtime:
-        if agent.pk not in access.agent_ids:
-            raise services.NotAllowed(f"This token is not scoped to the agent {agent.name!r}.")
-        if not data.owner:
-            raise services.InvalidInput("owner", "a runtime token must name the session's owner")
-        owner = selectors.member_by_username(tenant_id=access.tenant_id, username=data.owner)
-        if owner is None:
-            raise services.InvalidInput("owner", f"no user {data.owner!r} in this workspace")
-    else:
-        owner = access.user
-        if data.owner and data.owner != owner.get_username():
-            raise services.InvalidInput(
-                "owner", "a personal token creates sessions for its own user only"
-            )
-    initiative = None
-    if data.initiative is not None:
-        initiative = selectors.initiative_in_tenant(
-            tenant_id=access.tenant_id, initiative_id=data.initiative
-        )
-        if initiative is None:
-            raise services.InvalidInput(
-                "initiative", f"no initiative with id {data.initiative} in this workspace"
-            )
-    parent = None
-    if data.parent is not None:
-        parent = selectors.sessions_visible_to_token(access).filter(pk=data.parent).first()
-        if parent is None:
-            raise services.InvalidInput("parent", f"no session {data.parent} visible to you")
-    title, _ = redact_payload(data.title)
-    session = services.session_create(
-        agent=agent,
-        owner=owner,
+    session = services.session_create_for_token(
+        access=caller(request),
+        agent_id=data.agent,
+        owner_username=data.owner or "",
+        initiative_id=data.initiative,
+        parent_id=data.parent,
         kind=data.kind,
-        actor=agent.name if access.is_runtime else owner.get_username(),
-        title=title,
+        title=data.title,
         model=data.model,
-        # The policy decides whether overriding is possible at all; who may do it is the
-        # session's owner when they administer the workspace or own the agent (DESIGN 7).
-        may_override_model=agent.owner_id == owner.pk
-        or selectors.is_tenant_admin(owner, agent.tenant_id),
         temperature=data.temperature,
         max_tokens=data.max_tokens,
         timeout_seconds=data.timeout_seconds,
-        initiative=initiative,
-        parent=parent,
         metadata=data.metadata.model_dump(mode="json"),
     )
     return Status(201, out.session_out(session))
@@ -240,24 +202,18 @@ def events_post(request: HttpRequest, session_id: UUID, data: EventBatchIn) -> d
     access = require_runtime(request)
     # The hot path: join only what the actor defaults need.
     session = selectors.session_get_for_token(access, session_id, related=("agent", "owner"))
-    statuses = lifecycle.STATUSES[session.kind]
-    events: list[services.EventIn] = []
-    for i, event in enumerate(data.events):
-        payload = event.payload.model_dump(mode="json", exclude_unset=True)
-        if event.type == EventType.STATUS_CHANGE and payload["to"] not in statuses:
-            raise services.InvalidInput(
-                f"events[{i}].payload.to",
-                f"must be one of {', '.join(sorted(statuses))} for a "
-                f"{Kind(session.kind).label.lower()}",
+    recorded = services.events_record(
+        session=session,
+        events=[
+            services.EventIn(
+                event_id=event.event_id,
+                type=event.type,
+                payload=event.payload.model_dump(mode="json", exclude_unset=True),
+                actor=event.actor,
             )
-        actor = event.actor
-        if not actor:
-            user_said = event.type == EventType.MESSAGE and payload.get("role") == "user"
-            actor = session.owner.get_username() if user_said else session.agent.name
-        events.append(
-            services.EventIn(event_id=event.event_id, type=event.type, payload=payload, actor=actor)
-        )
-    recorded = services.events_record(session=session, events=events, actor=session.agent.name)
+            for event in data.events
+        ],
+    )
     return {
         "results": recorded.results,
         "created": recorded.created,

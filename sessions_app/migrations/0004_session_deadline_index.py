@@ -4,7 +4,7 @@ A session's max duration is the shorter of its agent's policy and its own timeou
 (60..1800 s). The agent part is a range on session_open_started_idx; the per-row timeout is not:
 without this index the sweep reads every open session older than 60 s to find the few past their
 timeout. The expression is immutable (a UTC timestamp plus an interval), as an index needs;
-policies.max_duration_due uses the same expression, which is what lets the planner match it.
+sweeps.max_duration_due uses the same expression, which is what lets the planner match it.
 SQLite, the small embedded default, does without.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from django.db import migrations
 
 INDEX = "session_open_deadline_idx"
-# Keep identical to policies.SESSION_DEADLINE_SQL.
+# Keep identical to sweeps.SESSION_DEADLINE_SQL.
 EXPRESSION = (
     "(timezone('UTC', COALESCE(started_at, created_at)) + make_interval(secs => timeout_seconds))"
 )

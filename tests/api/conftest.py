@@ -13,7 +13,7 @@ from django.test import Client
 
 from sessions_app import services
 from sessions_app.models import TokenKind
-from sessions_app.runtime_client import RuntimeClient
+from sessions_app.runtime.client import RuntimeClient
 from tests.conftest import World
 
 URL = "/api/v1"

@@ -15,9 +15,9 @@ from django.core.management.base import CommandError
 from django.core.wsgi import get_wsgi_application
 
 from sessions_app import services
-from sessions_app.demo.engine import Demo, DemoConfig, Target, parse_mix
 from sessions_app.models import AgentSession, ApiToken, RuntimeCommand, SessionEvent
-from sessions_app.runtime_client import RuntimeClient
+from sessions_app.runtime.client import RuntimeClient
+from sessions_app.runtime.demo.engine import Demo, DemoConfig, Target, parse_mix
 from tests.conftest import World
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from django.test import override_settings
 from config.asgi import application
 from sessions_app import services
 from sessions_app.models import RuntimeCommand, TokenKind
-from sessions_app.runtime_consumer import notify_command_queued
+from sessions_app.runtime.consumer import notify_command_queued
 from tests import factories as f
 from tests.api.conftest import make_token
 

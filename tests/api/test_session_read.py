@@ -7,7 +7,7 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from sessions_app import lifecycle, services
+from sessions_app import services, states
 from tests import factories as f
 from tests.api.conftest import error
 
@@ -167,4 +167,4 @@ def test_it_lists_a_sessions_commands(world: Any, personal: Any) -> None:
     services.session_pause(session=session, user=world.owner)
     items = personal(world.owner).get(f"/sessions/{session.pk}/commands").json()["items"]
     assert [(c["kind"], c["status"]) for c in items] == [("pause", "queued")]
-    assert session.status == lifecycle.Status.PAUSED
+    assert session.status == states.Status.PAUSED

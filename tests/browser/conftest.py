@@ -23,7 +23,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from sessions_app.runtime_client import Backoff, RuntimeClient
+from sessions_app.runtime.client import Backoff, RuntimeClient
 from tests.integration.live_server import (
     ARTIFACTS,
     LiveServer,

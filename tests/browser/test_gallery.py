@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Page, expect
 
-from sessions_app.runtime_client import RuntimeClient
+from sessions_app.runtime.client import RuntimeClient
 from tests.browser.conftest import screenshot, wait_until_live
 from tests.conftest import World
 

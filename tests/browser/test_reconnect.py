@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from sessions_app.runtime_client import RuntimeClient
+from sessions_app.runtime.client import RuntimeClient
 from tests.browser.conftest import wait_until_live
 from tests.conftest import World
 from tests.integration.live_server import LiveServer, free_port, server_env

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Page, expect
 
-from sessions_app.lifecycle import Kind
-from sessions_app.runtime_client import RuntimeClient
+from sessions_app.runtime.client import RuntimeClient
+from sessions_app.states import Kind
 from tests import factories as f
 from tests.browser.conftest import wait_until_live
 from tests.conftest import World

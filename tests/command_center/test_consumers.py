@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
 from sessions_app import services
-from sessions_app.lifecycle import Kind
+from sessions_app.states import Kind
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,8 +8,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from sessions_app import services
-from sessions_app.lifecycle import Kind
 from sessions_app.models import AgentSession, RuntimeCommand, SessionEvent
+from sessions_app.states import Kind
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -203,7 +203,7 @@ def test_the_composer_sends_a_message_as_a_runtime_command(owner_client, world) 
     empty = owner_client.post(
         reverse("session_message", args=[s.pk]), {"text": "  "}, HTTP_HX_REQUEST="true"
     )
-    assert empty.status_code == 400 and "must not be empty" in empty.content.decode()
+    assert empty.status_code == 422 and "must not be empty" in empty.content.decode()
 
 
 def test_long_transcripts_are_paged_by_seq(owner_client, world) -> None:

@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
-from sessions_app.runtime_client import Backoff, RuntimeClient
+from sessions_app.runtime.client import Backoff, RuntimeClient
 from tests.conftest import World
 from tests.integration.live_server import (
     LiveServer,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from sessions_app.lifecycle import Kind
 from sessions_app.models import Agent, ApiToken
+from sessions_app.states import Kind
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db

@@ -5,13 +5,14 @@ import json
 
 import pytest
 
-from sessions_app import lifecycle
-from sessions_app.lifecycle import IllegalTransition, Kind, Status
+from sessions_app import lifecycle, states
+from sessions_app.errors import IllegalTransition
 from sessions_app.models import AgentSession, SessionEvent
+from sessions_app.states import Kind, Status
 from tests import factories as f
 
 EXPECTED_ALLOWED = {
-    # The table of DESIGN.md section 5, written out independently of lifecycle.TRANSITIONS.
+    # The table of DESIGN.md section 5, written out independently of states.TRANSITIONS.
     "flow_run": {
         ("pending", "running"),
         ("pending", "paused"),
@@ -90,7 +91,7 @@ EXPECTED_ALLOWED = {
 
 ALL_PAIRS = [
     (kind, a, b)
-    for kind, statuses in lifecycle.STATUSES.items()
+    for kind, statuses in states.STATUSES.items()
     for a, b in itertools.product(sorted(statuses), repeat=2)
     if a != b
 ]
@@ -99,17 +100,13 @@ ALL_PAIRS = [
 @pytest.mark.parametrize(("kind", "from_status", "to_status"), ALL_PAIRS)
 def test_transition_table_matches_design(kind: str, from_status: str, to_status: str) -> None:
     expected = (from_status, to_status) in EXPECTED_ALLOWED[kind]
-    assert lifecycle.is_allowed(kind, from_status, to_status) is expected
+    assert states.is_allowed(kind, from_status, to_status) is expected
 
 
 def _at(world, kind: str, status: str) -> AgentSession:
     session = f.make_session(world.agent, world.owner, kind)
     # Put the row straight into the status under test: the pair, not the route, is tested.
-    AgentSession.objects.filter(pk=session.pk).update(
-        status=status,
-        status_group=lifecycle.status_group(status=status),
-        live=status in lifecycle.LIVE[kind],
-    )
+    AgentSession.objects.filter(pk=session.pk).update(status=status)
     session.refresh_from_db()
     return session
 
@@ -124,8 +121,8 @@ def test_transition_applies_exactly_the_allowed_pairs(world, kind, from_status, 
         assert result.changed
         session.refresh_from_db()
         assert session.status == to_status
-        assert session.status_group == lifecycle.status_group(status=to_status)
-        assert session.live == (to_status in lifecycle.LIVE[kind])
+        assert session.status_group == states.status_group(status=to_status)
+        assert session.live == (to_status in states.LIVE[kind])
         after = SessionEvent.objects.filter(session=session, type="status_change")
         assert after.count() == before + 1
         assert after.order_by("-seq").first().payload == {"from": from_status, "to": to_status}  # type: ignore[union-attr]
@@ -207,9 +204,7 @@ def test_no_broadcast_when_the_transaction_rolls_back(world, broadcasts) -> None
     ],
 )
 def test_status_group(status, checkpoint, stalled, group) -> None:
-    assert (
-        lifecycle.status_group(status=status, checkpoint_state=checkpoint, stalled=stalled) == group
-    )
+    assert states.status_group(status=status, checkpoint_state=checkpoint, stalled=stalled) == group
 
 
 @pytest.mark.parametrize(
@@ -224,12 +219,11 @@ def test_status_group(status, checkpoint, stalled, group) -> None:
 )
 def test_progress_text(kind, fields, text) -> None:
     s = AgentSession(kind=kind, **fields)
-    assert lifecycle.progress_text(s) == text
+    assert states.progress_text(s) == text
 
 
 def test_progress_percent_only_for_flows() -> None:
     assert (
-        lifecycle.progress_percent(AgentSession(kind="flow_run", current_step=2, total_steps=5))
-        == 40
+        states.progress_percent(AgentSession(kind="flow_run", current_step=2, total_steps=5)) == 40
     )
-    assert lifecycle.progress_percent(AgentSession(kind="chat", message_count=3)) is None
+    assert states.progress_percent(AgentSession(kind="chat", message_count=3)) is None

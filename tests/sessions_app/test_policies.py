@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from sessions_app import hooks, lifecycle, policies, selectors, services
-from sessions_app.lifecycle import Group, Kind, Status
+from sessions_app import errors, hooks, lifecycle, policies, selectors, services, states, sweeps
 from sessions_app.models import (
     Agent,
     AgentSession,
@@ -25,6 +24,7 @@ from sessions_app.models import (
     SessionEvent,
     StopReason,
 )
+from sessions_app.states import Group, Kind, Status
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -89,7 +89,7 @@ def runtime_says(session: AgentSession, *events: tuple[str, dict[str, Any]]) -> 
 def test_a_chat_with_no_activity_for_the_idle_timeout_goes_idle(clock, agent, world) -> None:
     s = chat(agent, world.owner)
     at(clock, seconds=IDLE)
-    report = policies.policy_sweep()
+    report = sweeps.policy_sweep()
     assert report.idled == 1
     assert fresh(s).status == Status.IDLE
     assert s.status_group == Group.ATTENTION
@@ -104,7 +104,7 @@ def test_a_chat_with_no_activity_for_the_idle_timeout_goes_idle(clock, agent, wo
 def test_a_chat_one_second_before_the_idle_timeout_stays_running(clock, agent, world) -> None:
     s = chat(agent, world.owner)
     at(clock, seconds=IDLE - 1)
-    assert policies.policy_sweep().changed == 0
+    assert sweeps.policy_sweep().changed == 0
     assert fresh(s).status == Status.RUNNING
 
 
@@ -113,22 +113,22 @@ def test_activity_resets_the_idle_timer(clock, agent, world) -> None:
     at(clock, seconds=300)
     runtime_says(s, ("message", {"role": "agent", "text": "still thinking"}))
     at(clock, seconds=IDLE)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.RUNNING
     at(clock, seconds=300 + IDLE)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.IDLE
 
 
 def test_an_idle_chat_ends_after_another_idle_timeout(clock, agent, world) -> None:
     s = chat(agent, world.owner)
     at(clock, seconds=IDLE)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     at(clock, seconds=2 * IDLE - 1)
-    assert policies.policy_sweep().ended_idle == 0
+    assert sweeps.policy_sweep().ended_idle == 0
     assert fresh(s).status == Status.IDLE
     at(clock, seconds=2 * IDLE)
-    assert policies.policy_sweep().ended_idle == 1
+    assert sweeps.policy_sweep().ended_idle == 1
     assert fresh(s).status == Status.ENDED
     assert s.stop_reason == StopReason.IDLE_TIMEOUT
     assert s.ended_at == T0 + timedelta(seconds=2 * IDLE)
@@ -140,7 +140,7 @@ def test_a_user_message_from_the_runtime_brings_an_idle_chat_back_to_running(
 ) -> None:
     s = chat(agent, world.owner)
     at(clock, seconds=IDLE)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     at(clock, seconds=IDLE + 60)
     runtime_says(s, ("message", {"role": "user", "text": "are you there?"}))
     assert fresh(s).status == Status.RUNNING
@@ -150,7 +150,7 @@ def test_a_user_message_from_the_runtime_brings_an_idle_chat_back_to_running(
     assert last_two[0].payload == {"from": "idle", "to": "running", "reason": "message"}
     # ...and it is back on the idle clock from that message on.
     at(clock, seconds=2 * IDLE + 59)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.RUNNING
 
 
@@ -159,22 +159,22 @@ def test_an_agent_message_keeps_an_idle_chat_idle_but_postpones_its_end(
 ) -> None:
     s = chat(agent, world.owner)
     at(clock, seconds=IDLE)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     at(clock, seconds=IDLE + 300)
     runtime_says(s, ("message", {"role": "agent", "text": "I'll wait"}))
     assert fresh(s).status == Status.IDLE
     at(clock, seconds=2 * IDLE)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.IDLE
     at(clock, seconds=2 * IDLE + 300)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.ENDED
 
 
 def test_an_operator_message_brings_an_idle_chat_back_to_running(clock, agent, world) -> None:
     s = chat(agent, world.owner)
     at(clock, seconds=IDLE)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     services.message_send(session=fresh(s), user=world.owner, text="hello again")
     assert fresh(s).status == Status.RUNNING
 
@@ -182,12 +182,12 @@ def test_an_operator_message_brings_an_idle_chat_back_to_running(clock, agent, w
 def test_a_policy_change_applies_to_open_sessions_from_the_next_sweep(clock, agent, world) -> None:
     s = chat(agent, world.owner)
     at(clock, seconds=300)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.RUNNING
     services.agent_policy_update(
         agent=agent, user=world.admin, changes={"idle_timeout_seconds": 240}
     )
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.IDLE
     assert status_changes(s)[-1]["reason"] == "no activity for 4 min"
 
@@ -203,7 +203,7 @@ def test_a_run_with_no_event_for_the_idle_timeout_is_flagged_stalled_not_killed(
     at(clock, seconds=IDLE)
     broadcasts.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        assert policies.policy_sweep().stalled == 1
+        assert sweeps.policy_sweep().stalled == 1
     assert fresh(s).stalled is True
     assert s.status == Status.RUNNING
     assert s.status_group == Group.ATTENTION
@@ -223,32 +223,32 @@ def test_a_run_with_no_event_for_the_idle_timeout_is_flagged_stalled_not_killed(
 def test_a_run_one_second_before_the_idle_timeout_is_not_flagged(clock, agent, world) -> None:
     s = flow(agent, world.owner)
     at(clock, seconds=IDLE - 1)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).stalled is False
 
 
 def test_a_stalled_run_is_flagged_once(clock, agent, world) -> None:
     s = flow(agent, world.owner)
     at(clock, seconds=IDLE)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     at(clock, seconds=IDLE + 30)
-    assert policies.policy_sweep().stalled == 0
+    assert sweeps.policy_sweep().stalled == 0
     assert s.events.filter(type="action").count() == 1
 
 
 def test_a_new_event_clears_stalled_and_restarts_the_watch(clock, agent, world) -> None:
     s = flow(agent, world.owner)
     at(clock, seconds=IDLE)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     at(clock, seconds=IDLE + 60)
     runtime_says(s, ("step", {"index": 2, "total": 5, "name": "build"}))
     assert fresh(s).stalled is False
     assert s.status_group == Group.ACTIVE
     at(clock, seconds=2 * IDLE + 59)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).stalled is False
     at(clock, seconds=2 * IDLE + 60)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).stalled is True
 
 
@@ -256,7 +256,7 @@ def test_a_new_event_clears_stalled_and_restarts_the_watch(clock, agent, world) 
 def test_a_run_waiting_for_a_person_is_not_stalled(clock, agent, world, status) -> None:
     s = flow(agent, world.owner, status=status)
     at(clock, seconds=IDLE * 2)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).stalled is False
 
 
@@ -266,10 +266,10 @@ def test_a_run_waiting_for_a_person_is_not_stalled(clock, agent, world, status) 
 def test_a_run_past_its_timeout_is_stopped_and_the_runtime_told(clock, agent, world) -> None:
     s = flow(agent, world.owner, timeout_seconds=300)
     at(clock, seconds=299)
-    assert policies.policy_sweep().stopped_max_duration == 0
+    assert sweeps.policy_sweep().stopped_max_duration == 0
     assert fresh(s).status == Status.RUNNING
     at(clock, seconds=300)
-    assert policies.policy_sweep().stopped_max_duration == 1
+    assert sweeps.policy_sweep().stopped_max_duration == 1
     assert fresh(s).status == Status.STOPPING
     assert s.stop_reason == StopReason.MAX_DURATION
     assert status_changes(s)[-1] == {
@@ -288,7 +288,7 @@ def test_activity_does_not_extend_max_duration(clock, agent, world) -> None:
     at(clock, seconds=290)
     runtime_says(s, ("step", {"index": 1, "total": 3}))
     at(clock, seconds=300)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.STOPPING
 
 
@@ -300,10 +300,10 @@ def test_the_agents_max_duration_applies_where_shorter_than_the_session_timeout(
         agent=agent, user=world.admin, changes={"max_duration_seconds": 900}
     )
     at(clock, seconds=899)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.RUNNING
     at(clock, seconds=900)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.STOPPING
     assert status_changes(s)[-1]["reason"] == "max duration of 15 min reached"
 
@@ -313,10 +313,10 @@ def test_max_duration_counts_from_the_start_not_the_creation(clock, agent, world
     at(clock, seconds=100)
     f.walk_to(s, Status.RUNNING)
     at(clock, seconds=399)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.RUNNING
     at(clock, seconds=400)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.STOPPING
 
 
@@ -324,17 +324,17 @@ def test_a_run_that_never_started_counts_from_its_creation(clock, agent, world) 
     s = f.make_session(agent, world.owner, Kind.BACKGROUND_TASK, timeout_seconds=300)
     assert s.status == Status.QUEUED and s.started_at is None
     at(clock, seconds=299)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.QUEUED
     at(clock, seconds=300)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.STOPPING
 
 
 def test_a_chat_past_max_duration_ends(clock, agent, world) -> None:
     s = chat(agent, world.owner, timeout_seconds=300)
     at(clock, seconds=300)
-    assert policies.policy_sweep().ended_max_duration == 1
+    assert sweeps.policy_sweep().ended_max_duration == 1
     assert fresh(s).status == Status.ENDED
     assert s.stop_reason == StopReason.MAX_DURATION
     assert commands(s) == [
@@ -357,10 +357,10 @@ def test_a_stop_the_runtime_does_not_confirm_within_the_grace_ends_stopped_with_
     s = flow(agent, world.owner)
     services.session_stop(session=s, user=world.owner)
     at(clock, seconds=grace - 1)
-    assert policies.policy_sweep().stopped_grace == 0
+    assert sweeps.policy_sweep().stopped_grace == 0
     assert fresh(s).status == Status.STOPPING
     at(clock, seconds=grace)
-    assert policies.policy_sweep().stopped_grace == 1
+    assert sweeps.policy_sweep().stopped_grace == 1
     assert fresh(s).status == Status.STOPPED
     assert s.stop_reason == StopReason.USER  # why it was stopped stays on record
     change, note = list(s.events.order_by("-seq")[:2])[::-1]
@@ -379,7 +379,7 @@ def test_a_stop_the_runtime_confirms_is_left_alone(clock, agent, world, grace) -
     at(clock, seconds=60)
     runtime_says(s, ("status_change", {"to": "stopped"}))
     at(clock, seconds=grace * 2)
-    assert policies.policy_sweep().stopped_grace == 0
+    assert sweeps.policy_sweep().stopped_grace == 0
     assert fresh(s).status == Status.STOPPED
     assert [c["to"] for c in status_changes(s)].count("stopped") == 1
 
@@ -387,12 +387,12 @@ def test_a_stop_the_runtime_confirms_is_left_alone(clock, agent, world, grace) -
 def test_a_run_stopped_for_max_duration_gets_its_full_grace(clock, agent, world, grace) -> None:
     s = flow(agent, world.owner, timeout_seconds=300)
     at(clock, seconds=300)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     at(clock, seconds=300 + grace - 1)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.STOPPING
     at(clock, seconds=300 + grace)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.STOPPED
     assert s.stop_reason == StopReason.MAX_DURATION
 
@@ -410,7 +410,7 @@ def capped(agent: Agent) -> Agent:
 def test_resuming_over_the_cap_is_refused_with_the_limit_and_the_count(capped, world) -> None:
     stopped = flow(capped, world.owner, status=Status.STOPPED)
     flow(capped, world.owner)  # takes the one slot
-    with pytest.raises(services.ConcurrencyLimit) as err:
+    with pytest.raises(errors.ConcurrencyLimit) as err:
         services.session_resume(session=fresh(stopped), user=world.owner)
     assert (err.value.limit, err.value.current) == (1, 1)
     assert "at most 1 concurrent session per user" in str(err.value)
@@ -439,7 +439,7 @@ def test_a_stale_instance_does_not_skip_the_cap(capped, world) -> None:
     lifecycle.transition(fresh(s), Status.STOPPED, actor="runtime")
     flow(capped, world.owner)
     stale.status = Status.STOPPED  # the caller knows it is stopped, but `live` is stale
-    with pytest.raises(services.ConcurrencyLimit):
+    with pytest.raises(errors.ConcurrencyLimit):
         services.session_resume(session=stale, user=world.owner)
 
 
@@ -452,12 +452,12 @@ def test_an_ended_session_is_archived_after_auto_archive_days(clock, agent, worl
     s = chat(agent, world.owner)
     services.session_end(session=s, user=world.owner)
     at(clock, days=DAYS, seconds=-1)
-    assert policies.archive_sweep().archived == 0
+    assert sweeps.archive_sweep().archived == 0
     assert fresh(s).archived_at is None
     at(clock, days=DAYS)
-    assert policies.archive_sweep().archived == 1
+    assert sweeps.archive_sweep().archived == 1
     assert fresh(s).archived_at == T0 + timedelta(days=DAYS)
-    assert policies.archive_sweep().archived == 0  # idempotent
+    assert sweeps.archive_sweep().archived == 0  # idempotent
 
 
 def test_archived_sessions_leave_the_lists_but_the_archived_filter_reaches_them(
@@ -479,7 +479,7 @@ def test_archived_sessions_leave_the_lists_but_the_archived_filter_reaches_them(
         return {name: qs.filter(pk=s.pk).exists() for name, qs in pks.items()}
 
     assert listed() == {"default": True, "recent": True, "archived": False}
-    policies.archive_sweep()
+    sweeps.archive_sweep()
     assert listed() == {"default": False, "recent": False, "archived": True}
 
 
@@ -487,10 +487,10 @@ def test_the_agents_current_archive_days_apply(clock, agent, world) -> None:
     s = chat(agent, world.owner)
     services.session_end(session=s, user=world.owner)
     at(clock, days=3)
-    policies.archive_sweep()
+    sweeps.archive_sweep()
     assert fresh(s).archived_at is None
     services.agent_policy_update(agent=agent, user=world.admin, changes={"auto_archive_days": 3})
-    policies.archive_sweep()
+    sweeps.archive_sweep()
     assert fresh(s).archived_at is not None
 
 
@@ -498,7 +498,7 @@ def test_open_and_stopped_sessions_are_not_archived(clock, agent, world) -> None
     running = flow(agent, world.owner)
     stopped = flow(agent, world.owner, status=Status.STOPPED)
     at(clock, days=DAYS * 2)
-    policies.archive_sweep()
+    sweeps.archive_sweep()
     assert fresh(running).archived_at is None and fresh(stopped).archived_at is None
 
 
@@ -514,9 +514,9 @@ def test_an_expired_session_is_deleted_with_its_events_and_commands(clock, agent
     events = SessionEvent.objects.filter(session=s).count()
     assert s.expires_at == T0 + timedelta(days=DAYS)
     at(clock, days=DAYS, seconds=-1)
-    assert policies.retention_purge().sessions == 0
+    assert sweeps.retention_purge().sessions == 0
     at(clock, days=DAYS)
-    report = policies.retention_purge()
+    report = sweeps.retention_purge()
     assert (report.sessions, report.events, report.commands) == (1, events, 1)
     assert not AgentSession.objects.filter(pk=s.pk).exists()
     assert not SessionEvent.objects.filter(session_id=s.pk).exists()
@@ -529,10 +529,10 @@ def test_any_interaction_resets_retention(clock, agent, world) -> None:
     at(clock, days=10)
     services.session_pause(session=s, user=world.owner)
     at(clock, days=DAYS)
-    policies.retention_purge()
+    sweeps.retention_purge()
     assert AgentSession.objects.filter(pk=s.pk).exists()
     at(clock, days=10 + DAYS)
-    policies.retention_purge()
+    sweeps.retention_purge()
     assert not AgentSession.objects.filter(pk=s.pk).exists()
 
 
@@ -540,25 +540,25 @@ def test_a_pinned_session_survives_retention(clock, agent, world) -> None:
     s = flow(agent, world.owner)
     services.session_set_pinned(session=s, user=world.owner, pinned=True)
     at(clock, days=DAYS * 10)
-    assert policies.retention_purge().sessions == 0
+    assert sweeps.retention_purge().sessions == 0
     assert AgentSession.objects.filter(pk=s.pk).exists()
 
 
 def test_the_purge_works_in_bounded_batches(clock, agent, world) -> None:
     sessions = [flow(agent, world.owner) for _ in range(5)]
     at(clock, days=DAYS)
-    report = policies.retention_purge(batch_size=2)
+    report = sweeps.retention_purge(batch_size=2)
     assert (report.sessions, report.batches) == (5, 3)
     assert not AgentSession.objects.filter(pk__in=[s.pk for s in sessions]).exists()
 
 
 def test_the_purge_caps_the_events_of_one_transaction(clock, agent, world, monkeypatch) -> None:
-    monkeypatch.setattr(policies, "PURGE_EVENTS_PER_BATCH", 3)
+    monkeypatch.setattr(sweeps, "PURGE_EVENTS_PER_BATCH", 3)
     for _ in range(3):
         s = flow(agent, world.owner)  # two status changes each
         assert s.last_seq == 2
     at(clock, days=DAYS)
-    report = policies.retention_purge(batch_size=100)
+    report = sweeps.retention_purge(batch_size=100)
     assert (report.sessions, report.events, report.batches) == (3, 6, 3)
 
 
@@ -571,7 +571,7 @@ def test_purged_sessions_are_announced_as_deleted_after_commit(
     try:
         at(clock, days=DAYS)
         with django_capture_on_commit_callbacks(execute=True):
-            policies.retention_purge()
+            sweeps.retention_purge()
     finally:
         hooks.unregister("sessions_deleted", seen.append)
     assert [[fact["id"] for fact in facts] for facts in seen] == [[str(s.pk)]]
@@ -582,7 +582,7 @@ def test_purging_a_parent_leaves_its_children(clock, agent, world) -> None:
     at(clock, days=5)
     child = flow(agent, world.owner, parent=parent)
     at(clock, days=DAYS)
-    policies.retention_purge()
+    sweeps.retention_purge()
     assert fresh(child).parent_id is None
 
 
@@ -598,13 +598,19 @@ def test_purging_a_parent_leaves_its_children(clock, agent, world) -> None:
     ],
 )
 def test_expires_in_days_counts_down_the_last_week(left, expected) -> None:
-    session = AgentSession(expires_at=T0 + left)
-    assert policies.expires_in_days(session, T0) == expected
+    assert states.expires_in_days(expires_at=T0 + left, pinned=False, now=T0) == expected
 
 
 def test_expires_in_days_is_none_for_pinned_sessions() -> None:
-    assert policies.expires_in_days(AgentSession(expires_at=T0, pinned=True), T0) is None
-    assert policies.expires_in_days(AgentSession(expires_at=None), T0) is None
+    assert states.expires_in_days(expires_at=T0, pinned=True, now=T0) is None
+    assert states.expires_in_days(expires_at=None, pinned=False, now=T0) is None
+
+
+def test_the_model_reports_days_left_rounded_up(time_machine) -> None:
+    """A 5-day policy right after activity says 5 days, not 4."""
+    time_machine.move_to(T0, tick=False)
+    session = AgentSession(expires_at=T0 + timedelta(days=5), pinned=False)
+    assert session.expires_in_days == 5
 
 
 # --- bad rows -----------------------------------------------------------------------------------
@@ -627,8 +633,8 @@ def test_a_row_that_raises_does_not_stop_the_sweep(
 
     monkeypatch.setattr(lifecycle, "transition", transition_that_trips_on_one_row)
     at(clock, seconds=IDLE + 1)
-    with caplog.at_level(logging.ERROR, logger="sessions_app.policies"):
-        report = policies.policy_sweep(batch_size=2)
+    with caplog.at_level(logging.ERROR, logger="sessions_app.sweeps"):
+        report = sweeps.policy_sweep(batch_size=2)
     assert (report.idled, report.errors) == (3, 1)
     assert all(fresh(s).status == Status.IDLE for s in healthy)
     assert fresh(broken).status == Status.RUNNING
@@ -647,8 +653,8 @@ def test_an_agent_with_an_impossible_policy_is_skipped_and_logged(
     # Large enough to overflow `days * 86400` in SQL if it were not clamped and filtered.
     Agent.objects.filter(pk=broken_agent.pk).update(auto_archive_days=2_000_000_000)
     at(clock, days=DAYS)
-    with caplog.at_level(logging.ERROR, logger="sessions_app.policies"):
-        report = policies.archive_sweep()
+    with caplog.at_level(logging.ERROR, logger="sessions_app.sweeps"):
+        report = sweeps.archive_sweep()
     assert (report.archived, report.broken_agents) == (1, 1)
     assert fresh(ok).archived_at is not None
     assert fresh(broken).archived_at is None
@@ -673,7 +679,7 @@ def test_an_agent_whose_idle_timeout_is_zero_in_the_database_is_skipped(
             [broken_agent.pk],
         )
     at(clock, seconds=IDLE)
-    report = policies.policy_sweep()
+    report = sweeps.policy_sweep()
     assert (report.idled, report.broken_agents) == (1, 1)
     assert fresh(ok).status == Status.IDLE
     assert fresh(broken).status == Status.RUNNING
@@ -694,13 +700,13 @@ def test_two_sweeps_racing_change_each_session_exactly_once(world) -> None:
     AgentSession.objects.filter(agent=agent).update(last_activity_at=long_ago)
 
     barrier = threading.Barrier(2)
-    reports: list[policies.SweepReport] = []
+    reports: list[sweeps.SweepReport] = []
     failures: list[BaseException] = []
 
     def sweep() -> None:
         try:
             barrier.wait()
-            reports.append(policies.policy_sweep(batch_size=4))
+            reports.append(sweeps.policy_sweep(batch_size=4))
         except BaseException as exc:  # surfaced by the assertion below
             failures.append(exc)
         finally:
@@ -729,10 +735,10 @@ def test_a_run_that_never_started_counts_from_its_creation_against_the_agent_pol
         agent=agent, user=world.admin, changes={"max_duration_seconds": 900}
     )
     at(clock, seconds=899)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.QUEUED
     at(clock, seconds=900)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     assert fresh(s).status == Status.STOPPING
 
 
@@ -740,9 +746,9 @@ def test_a_run_that_never_started_counts_from_its_creation_against_the_agent_pol
 @pytest.mark.parametrize(
     ("query", "index"),
     [
-        (lambda now: policies.max_duration_due(now)[0], "session_open_deadline_idx"),
-        (policies.idle_due, "session_open_activity_idx"),
-        (policies.stop_grace_due, "session_stopping_idx"),
+        (lambda now: sweeps.max_duration_due(now)[0], "session_open_deadline_idx"),
+        (sweeps.idle_due, "session_open_activity_idx"),
+        (sweeps.stop_grace_due, "session_stopping_idx"),
     ],
 )
 def test_due_rows_are_found_through_their_partial_index(world, query, index) -> None:
@@ -769,7 +775,7 @@ def test_max_duration_pages_past_a_bad_row_in_small_batches(
 
     monkeypatch.setattr(lifecycle, "transition", transition_that_trips_on_one_row)
     at(clock, seconds=301)
-    report = policies.policy_sweep(batch_size=2)
+    report = sweeps.policy_sweep(batch_size=2)
     assert (report.stopped_max_duration, report.errors) == (5, 1)
     assert {fresh(s).status for s in healthy} == {Status.STOPPING}
     assert fresh(broken).status == Status.RUNNING
@@ -779,7 +785,7 @@ def test_a_sweep_change_is_not_activity(clock, agent, world) -> None:
     s = chat(agent, world.owner)
     before = fresh(s)
     at(clock, seconds=IDLE + 1)
-    policies.policy_sweep()
+    sweeps.policy_sweep()
     after = fresh(s)
     assert after.status == Status.IDLE
     # Retention and the Active Now window still count from the last real activity.

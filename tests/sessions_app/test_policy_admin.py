@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from sessions_app import policies, services
+from sessions_app import errors, policies, services
 from sessions_app.forms import AgentPolicyForm
 from sessions_app.models import Agent, PolicyChange
 
@@ -102,7 +102,7 @@ def test_the_agents_owner_may_change_its_policy(world) -> None:
 
 @pytest.mark.parametrize("who", ["developer", "maintainer", "owner", "outsider", "other_admin"])
 def test_nobody_else_may_change_a_policy(world, who) -> None:
-    with pytest.raises(services.NotAllowed):
+    with pytest.raises(errors.NotAllowed):
         services.agent_policy_update(
             agent=world.agent, user=getattr(world, who), changes={"retention_days": 1}
         )
@@ -111,7 +111,7 @@ def test_nobody_else_may_change_a_policy(world, who) -> None:
 
 
 def test_an_invalid_policy_is_refused_and_nothing_saved(world) -> None:
-    with pytest.raises(services.PolicyInvalid) as err:
+    with pytest.raises(errors.PolicyInvalid) as err:
         services.agent_policy_update(
             agent=world.agent,
             user=world.admin,
@@ -125,7 +125,7 @@ def test_an_invalid_policy_is_refused_and_nothing_saved(world) -> None:
 
 
 def test_only_policy_fields_can_be_changed(world) -> None:
-    with pytest.raises(services.InvalidInput, match="not policy fields: name"):
+    with pytest.raises(errors.InvalidInput, match="not policy fields: name"):
         services.agent_policy_update(agent=world.agent, user=world.admin, changes={"name": "x"})
 
 

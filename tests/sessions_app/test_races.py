@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from django.db import close_old_connections, connection
 
-from sessions_app import lifecycle, services
-from sessions_app.lifecycle import Kind
+from sessions_app import errors, lifecycle, services
 from sessions_app.models import AgentSession, SessionEvent
+from sessions_app.states import Kind
 from tests import factories as f
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -62,7 +62,7 @@ def test_two_threads_making_conflicting_transitions_leave_one_winner(world) -> N
 
     results = run_together(2, move)
     winners = [r for r in results if isinstance(r, lifecycle.TransitionResult) and r.changed]
-    losers = [r for r in results if isinstance(r, lifecycle.IllegalTransition)]
+    losers = [r for r in results if isinstance(r, errors.IllegalTransition)]
     assert len(winners) == 1 and len(losers) == 1
     session.refresh_from_db()
     assert session.status == winners[0].session.status
@@ -80,10 +80,10 @@ def test_twenty_parallel_creates_respect_a_cap_of_three(world) -> None:
 
     results = run_together(20, create)
     created = [r for r in results if isinstance(r, AgentSession)]
-    refused = [r for r in results if isinstance(r, services.ConcurrencyLimit)]
+    refused = [r for r in results if isinstance(r, errors.ConcurrencyLimit)]
     assert len(created) == 3
     assert len(refused) == 17, [
-        r for r in results if not isinstance(r, AgentSession | services.ConcurrencyLimit)
+        r for r in results if not isinstance(r, AgentSession | errors.ConcurrencyLimit)
     ]
     assert AgentSession.objects.filter(owner=world.owner).count() == 3
 

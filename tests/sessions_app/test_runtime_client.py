@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sessions_app import runtime_client as rc
-from sessions_app.runtime_client import Backoff, EventBatch, RuntimeClient
+from sessions_app.runtime import client as rc
+from sessions_app.runtime.client import Backoff, EventBatch, RuntimeClient
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 def test_importing_the_client_does_not_import_django() -> None:
     code = (
         "import sys\n"
-        "import sessions_app.runtime_client, sessions_app.demo.engine\n"
+        "import sessions_app.runtime.client, sessions_app.runtime.demo.engine\n"
         "loaded = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.'))\n"
         "print(loaded)\n"
         "sys.exit(1 if loaded else 0)\n"

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from sessions_app import services
-from sessions_app.lifecycle import Kind
+from sessions_app import errors, services
 from sessions_app.models import AgentSession, RuntimeCommand, SessionEvent
+from sessions_app.states import Kind
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +45,7 @@ def test_create_rejects_bad_input_naming_the_field(world, kwargs, field) -> None
         "actor": "t",
         **kwargs,
     }
-    with pytest.raises(services.InvalidInput) as exc:
+    with pytest.raises(errors.InvalidInput) as exc:
         services.session_create(**args)
     assert exc.value.field == field
     assert not AgentSession.objects.exists()
@@ -55,7 +55,7 @@ def test_timeout_must_fit_the_policys_max_duration(world) -> None:
     world.agent.idle_timeout_seconds = 60
     world.agent.max_duration_seconds = 600
     world.agent.save()
-    with pytest.raises(services.InvalidInput, match="max duration of 600"):
+    with pytest.raises(errors.InvalidInput, match="max duration of 600"):
         f.make_session(world.agent, world.owner, timeout_seconds=900)
 
 
@@ -63,22 +63,22 @@ def test_model_override_needs_policy_and_caller_permission(world) -> None:
     world.agent.allow_model_override = True
     world.agent.allowed_models = ["gpt-4o", "claude-sonnet"]
     world.agent.save()
-    with pytest.raises(services.InvalidInput, match="may not override"):
+    with pytest.raises(errors.InvalidInput, match="may not override"):
         f.make_session(world.agent, world.owner, model="claude-sonnet")
-    with pytest.raises(services.InvalidInput, match="must be one of"):
-        f.make_session(world.agent, world.owner, model="llama", may_override_model=True)
-    s = f.make_session(world.agent, world.owner, model="claude-sonnet", may_override_model=True)
+    with pytest.raises(errors.InvalidInput, match="must be one of"):
+        f.make_session(world.agent, world.owner, model="llama", requested_by=world.agent.owner)
+    s = f.make_session(world.agent, world.owner, model="claude-sonnet", requested_by=world.agent.owner)
     assert s.model == "claude-sonnet"
 
 
 def test_owner_must_be_allowed_to_use_the_agent(world) -> None:
-    with pytest.raises(services.InvalidInput, match="may not use the agent"):
+    with pytest.raises(errors.InvalidInput, match="may not use the agent"):
         f.make_session(world.agent, world.outsider)
 
 
 def test_cross_tenant_initiative_is_refused(world) -> None:
     foreign = f.make_initiative(world.other_tenant)
-    with pytest.raises(services.InvalidInput, match="another workspace"):
+    with pytest.raises(errors.InvalidInput, match="another workspace"):
         f.make_session(world.agent, world.owner, initiative=foreign)
 
 
@@ -87,7 +87,7 @@ def test_concurrency_cap_counts_live_sessions_and_names_the_limit(world) -> None
     world.agent.save()
     f.make_session(world.agent, world.owner)
     second = f.make_session(world.agent, world.owner)
-    with pytest.raises(services.ConcurrencyLimit, match="at most 2 concurrent sessions") as exc:
+    with pytest.raises(errors.ConcurrencyLimit, match="at most 2 concurrent sessions") as exc:
         f.make_session(world.agent, world.owner)
     assert exc.value.current == 2
     # Another user is not affected; a finished session frees a slot.
@@ -101,7 +101,7 @@ def test_resume_from_stopped_respects_the_cap(world) -> None:
     world.agent.save()
     stopped = f.make_session(world.agent, world.owner, status="stopped")
     f.make_session(world.agent, world.owner)
-    with pytest.raises(services.ConcurrencyLimit, match="already has 1 open"):
+    with pytest.raises(errors.ConcurrencyLimit, match="already has 1 open"):
         services.session_resume(session=stopped, user=world.owner)
     stopped.refresh_from_db()
     assert stopped.status == "stopped"
@@ -159,9 +159,9 @@ def test_operator_actions_write_an_audit_event_and_queue_a_command(world) -> Non
 
 def test_a_developer_may_see_but_not_act(world) -> None:
     s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
-    with pytest.raises(services.NotAllowed):
+    with pytest.raises(errors.NotAllowed):
         services.session_cancel(session=s, user=world.developer)
-    from sessions_app.selectors import NotFound
+    from sessions_app.errors import NotFound
 
     with pytest.raises(NotFound):
         services.session_cancel(session=s, user=world.other_admin)
@@ -202,7 +202,7 @@ def test_checkpoint_reject_marks_a_problem_and_tells_the_runtime(world) -> None:
     services.checkpoint_decide(session=s, user=world.owner, approve=False)
     assert (s.checkpoint_state, s.status_group) == ("rejected", "problem")
     assert RuntimeCommand.objects.get(session=s).kind == "reject"
-    with pytest.raises(services.LifecycleError, match="no checkpoint waiting"):
+    with pytest.raises(errors.Conflict, match="no checkpoint waiting"):
         services.checkpoint_decide(session=s, user=world.owner, approve=True)
 
 
@@ -219,7 +219,7 @@ def test_tokens_are_hashed_at_rest(world) -> None:
     )
     assert raw.startswith("scc_") and raw not in token.token_hash
     assert token.token_hash == services.hash_token(raw)
-    with pytest.raises(services.InvalidInput, match="workspace"):
+    with pytest.raises(errors.InvalidInput, match="workspace"):
         services.token_create(
             tenant=world.tenant,
             kind="runtime",

@@ -28,9 +28,9 @@ from django.utils import timezone
 
 from config.celery import HOUSEKEEPING_INTERVAL, POLICY_SWEEP_INTERVAL
 from config.celery import app as celery_app
-from sessions_app import lifecycle, policies, services, tasks
-from sessions_app.lifecycle import Kind, Status
+from sessions_app import lifecycle, services, sweeps, tasks
 from sessions_app.models import AgentSession, CommandKind, RuntimeCommand
+from sessions_app.states import Kind, Status
 from tests import factories as f
 
 IDLE = 600
@@ -252,7 +252,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_the_next_run_finishes(world
     assert 5 <= done_at_kill < len(runs)
     assert stopping.count() == done_at_kill  # the session it was on rolled back
 
-    report = policies.policy_sweep(batch_size=10)
+    report = sweeps.policy_sweep(batch_size=10)
     assert report.stopped_max_duration == len(runs) - done_at_kill
     assert stopping.count() == len(runs)
     for run in runs:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sessions_app import selectors
-from sessions_app.lifecycle import Kind
+from sessions_app import errors, selectors
+from sessions_app.states import Kind
 from tests import factories as f
 
 pytestmark = pytest.mark.django_db
@@ -49,7 +49,7 @@ def test_each_persona_gets_404_by_id_for_what_it_may_not_see(world, sessions, pe
             assert selectors.session_get_for_user(user, session.pk).pk == session.pk
             assert selectors.can_view(user, session)
         else:
-            with pytest.raises(selectors.NotFound):
+            with pytest.raises(errors.NotFound):
                 selectors.session_get_for_user(user, session.pk)
             assert not selectors.can_view(user, session)
 
@@ -76,12 +76,12 @@ def test_anonymous_sees_nothing(world, sessions) -> None:
     from django.contrib.auth.models import AnonymousUser
 
     assert not selectors.sessions_visible_to(AnonymousUser()).exists()
-    with pytest.raises(selectors.NotFound):
+    with pytest.raises(errors.NotFound):
         selectors.session_get_for_user(AnonymousUser(), sessions["owner_flow"].pk)
 
 
 def test_a_malformed_id_is_not_found_rather_than_an_error(world) -> None:
-    with pytest.raises(selectors.NotFound):
+    with pytest.raises(errors.NotFound):
         selectors.session_get_for_user(world.admin, "not-a-uuid")
 
 
@@ -117,7 +117,7 @@ def test_search_by_title_and_by_hash_id(world) -> None:
 
 
 def test_a_bad_cursor_is_a_clear_error(world) -> None:
-    with pytest.raises(selectors.InvalidCursor, match="cursor is not valid"):
+    with pytest.raises(errors.InvalidCursor, match="cursor is not valid"):
         selectors.session_page(world.owner, selectors.SessionFilter(), cursor="garbage!!")
 
 

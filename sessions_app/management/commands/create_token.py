@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sessions_app import services
+from sessions_app import errors, services
 from sessions_app.models import Agent, Tenant, TenantMembership, TokenKind
 
 
@@ -49,7 +49,7 @@ class Command(BaseCommand):
             token, raw = services.token_create(
                 tenant=tenant, kind=kind, name=name, user=user, agents=agents
             )
-        except services.InvalidInput as exc:
+        except errors.InvalidInput as exc:
             raise CommandError(str(exc)) from None
         scope = ", ".join(a.name for a in agents) if agents else f"acts as {user.get_username()}"
         self.stderr.write(

@@ -16,9 +16,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 
 from sessions_app import services
-from sessions_app.demo.engine import Demo, DemoConfig, Target, parse_mix
 from sessions_app.models import Agent, ApiToken, Role, Tenant, TokenKind
-from sessions_app.runtime_client import Backoff, RuntimeClient
+from sessions_app.runtime.client import Backoff, RuntimeClient
+from sessions_app.runtime.demo.engine import Demo, DemoConfig, Target, parse_mix
 
 logger = logging.getLogger("demo_runtime")
 

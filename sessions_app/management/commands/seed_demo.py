@@ -14,8 +14,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
-from sessions_app import lifecycle, services
-from sessions_app.lifecycle import Kind
+from sessions_app import services, states
 from sessions_app.models import (
     Agent,
     AgentSession,
@@ -26,6 +25,7 @@ from sessions_app.models import (
     Tenant,
     TenantMembership,
 )
+from sessions_app.states import Kind
 
 User = get_user_model()
 PASSWORD = "demo-pass-1234"
@@ -152,7 +152,7 @@ class Command(BaseCommand):
             # Spread the history over the last two days so Active Now and Recent both fill;
             # live ones started moments ago (no runtime drives them, so the policy sweep will
             # stop them at their max duration, as it would any silent session).
-            live = final in lifecycle.LIVE[kind]
+            live = final in states.LIVE[kind]
             ago = timedelta(minutes=rng.randint(1, 3) if live else rng.randint(30, 60 * 40))
             started = now - ago - (timedelta(0) if live else timedelta(minutes=29))
             AgentSession.objects.filter(pk=session.pk).update(
@@ -160,7 +160,7 @@ class Command(BaseCommand):
                 started_at=started,
                 last_activity_at=now - ago,
                 status_changed_at=now - ago,
-                ended_at=(now - ago) if final in lifecycle.TERMINAL[kind] else None,
+                ended_at=(now - ago) if final in states.TERMINAL[kind] else None,
             )
 
 

@@ -20,8 +20,7 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sessions_app.demo import scenarios as sc
-from sessions_app.runtime_client import (
+from sessions_app.runtime.client import (
     ApiError,
     Backoff,
     Conflict,
@@ -31,6 +30,7 @@ from sessions_app.runtime_client import (
     Unauthorized,
     Unavailable,
 )
+from sessions_app.runtime.demo import scenarios as sc
 
 logger = logging.getLogger("demo_runtime")
 

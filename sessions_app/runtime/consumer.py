@@ -28,7 +28,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from sessions_app import selectors, services
+from sessions_app import errors, services
 from sessions_app.api.auth import access_for_raw_token
 from sessions_app.api.serializers import command_json
 from sessions_app.models import CommandStatus, RuntimeCommand
@@ -161,7 +161,7 @@ class RuntimeConsumer(AsyncWebsocketConsumer):
             command = await database_sync_to_async(services.command_ack)(
                 command_id=command_id, agent_ids=self.agent_ids, status=status, result=result
             )
-        except selectors.NotFound:
+        except errors.NotFound:
             await self._error(f"ack: no command {command_id} for this runtime.", id=str(command_id))
             return
         await self.send(

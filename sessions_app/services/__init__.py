@@ -1,0 +1,75 @@
+"""Writes. Views, API endpoints, tasks and management commands call these; nothing else
+changes sessions, events, commands, tokens or policies. One module per concern, re-exported
+here so call sites read `services.session_cancel(...)` wherever the function lives."""
+
+from __future__ import annotations
+
+from sessions_app.services.actions import (
+    checkpoint_decide,
+    message_send,
+    session_cancel,
+    session_end,
+    session_pause,
+    session_resume,
+    session_stop,
+)
+from sessions_app.services.agents import agent_policy_update
+from sessions_app.services.commands import (
+    command_ack,
+    command_claim,
+    command_mark,
+    command_queue,
+    commands_claim,
+)
+from sessions_app.services.ingest import EventIn, EventsRecorded, events_record
+from sessions_app.services.sessions import (
+    METADATA_FIELDS,
+    deleted_facts,
+    session_clone,
+    session_create,
+    session_create_for_token,
+    session_delete,
+    session_set_pinned,
+    session_transfer,
+    user_may_use_agent,
+)
+from sessions_app.services.tokens import (
+    TOKEN_PREFIX,
+    hash_token,
+    token_create,
+    token_revoke,
+    token_touch,
+)
+
+__all__ = [
+    "METADATA_FIELDS",
+    "TOKEN_PREFIX",
+    "EventIn",
+    "EventsRecorded",
+    "agent_policy_update",
+    "checkpoint_decide",
+    "command_ack",
+    "command_claim",
+    "command_mark",
+    "command_queue",
+    "commands_claim",
+    "deleted_facts",
+    "events_record",
+    "hash_token",
+    "message_send",
+    "session_cancel",
+    "session_clone",
+    "session_create",
+    "session_create_for_token",
+    "session_delete",
+    "session_end",
+    "session_pause",
+    "session_resume",
+    "session_set_pinned",
+    "session_stop",
+    "session_transfer",
+    "token_create",
+    "token_revoke",
+    "token_touch",
+    "user_may_use_agent",
+]

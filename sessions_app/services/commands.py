@@ -1,0 +1,106 @@
+"""The outbox from operators to runtimes: queue, hand out, acknowledge."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from sessions_app import hooks, selectors
+from sessions_app.errors import InvalidInput, NotFound
+from sessions_app.models import AgentSession, CommandStatus, RuntimeCommand
+from sessions_app.redaction import redact_payload, redact_text
+
+
+def command_queue(
+    *,
+    session: AgentSession,
+    kind: str,
+    issued_by: Any = None,
+    payload: dict[str, Any] | None = None,
+) -> RuntimeCommand:
+    """Queue a command for the session's runtime; the runtime channel is told after commit.
+    The payload is redacted here, the one door commands are stored through."""
+    redacted, _counts = redact_payload(payload or {})
+    command = RuntimeCommand.objects.create(
+        tenant_id=session.tenant_id,
+        session=session,
+        agent_id=session.agent_id,
+        kind=kind,
+        payload=redacted,
+        issued_by=issued_by,
+    )
+    hooks.command_queued(command.pk)
+    return command
+
+
+def command_mark(*, command_ids: Iterable[Any], status: str, result: str = "") -> int:
+    """Advance commands queued -> delivered -> applied/rejected; never backwards."""
+    now = timezone.now()
+    if status == CommandStatus.DELIVERED:
+        return RuntimeCommand.objects.filter(
+            pk__in=list(command_ids), status=CommandStatus.QUEUED
+        ).update(status=status, delivered_at=now)
+    if status in (CommandStatus.APPLIED, CommandStatus.REJECTED):
+        return RuntimeCommand.objects.filter(
+            pk__in=list(command_ids), status__in=[CommandStatus.QUEUED, CommandStatus.DELIVERED]
+        ).update(status=status, acked_at=now, result=redact_text(result[:2000]).text)
+    raise InvalidInput("status", "must be delivered, applied or rejected")
+
+
+def commands_claim(
+    *, agent_ids: Iterable[int], limit: int = 100, redeliver_after: timedelta | None = None
+) -> list[RuntimeCommand]:
+    """The commands a runtime for these agents has not acknowledged yet, oldest first, marked
+    delivered (now). Commands stay pending until acknowledged, so runtimes deduplicate by id.
+
+    `redeliver_after`: hand out a delivered-but-unacknowledged command again only when it was
+    last handed out that long ago (a long-polling runtime polls again while it still works on
+    it); None hands them all out (a runtime that just reconnected may have missed them).
+    """
+    now = timezone.now()
+    pending = Q(status=CommandStatus.QUEUED)
+    if redeliver_after is None:
+        pending |= Q(status=CommandStatus.DELIVERED)
+    else:
+        pending |= Q(status=CommandStatus.DELIVERED, delivered_at__lt=now - redeliver_after)
+    commands = list(
+        RuntimeCommand.objects.filter(pending, agent_id__in=list(agent_ids)).order_by(
+            "created_at", "id"
+        )[:limit]
+    )
+    if commands:
+        RuntimeCommand.objects.filter(
+            pk__in=[c.pk for c in commands], status__in=selectors.PENDING_COMMAND_STATUSES
+        ).update(status=CommandStatus.DELIVERED, delivered_at=now)
+        for command in commands:
+            command.status, command.delivered_at = CommandStatus.DELIVERED, now
+    return commands
+
+
+def command_claim(*, command_id: Any, agent_ids: Iterable[int]) -> RuntimeCommand | None:
+    """One command for these agents, marked delivered; None when it is not theirs or was
+    already acknowledged."""
+    command = RuntimeCommand.objects.filter(
+        pk=command_id, agent_id__in=list(agent_ids), status__in=selectors.PENDING_COMMAND_STATUSES
+    ).first()
+    if command is not None and command.status == CommandStatus.QUEUED:
+        command_mark(command_ids=[command.pk], status=CommandStatus.DELIVERED)
+        command.refresh_from_db()
+    return command
+
+
+def command_ack(
+    *, command_id: Any, agent_ids: Iterable[int], status: str, result: str = ""
+) -> RuntimeCommand:
+    """A runtime's acknowledgement. Only commands for the runtime's own agents; repeating an
+    acknowledgement changes nothing (the first applied/rejected stands)."""
+    command = RuntimeCommand.objects.filter(pk=command_id, agent_id__in=list(agent_ids)).first()
+    if command is None:
+        raise NotFound(str(command_id))
+    command_mark(command_ids=[command.pk], status=status, result=result)
+    command.refresh_from_db()
+    return command

@@ -1,0 +1,219 @@
+"""Runtime events: the transcript and everything it changes on the session."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from sessions_app import hooks, lifecycle
+from sessions_app.errors import InvalidInput
+from sessions_app.models import AgentSession, EventType, SessionEvent, StopReason
+from sessions_app.redaction import redact_payload, redact_text
+from sessions_app.states import STATUSES, Kind, Status
+
+
+@dataclass(frozen=True)
+class EventIn:
+    event_id: str
+    type: str
+    payload: dict[str, Any]
+    actor: str = ""
+
+
+@dataclass(frozen=True)
+class EventsRecorded:
+    results: list[dict[str, Any]]  # per item: {"event_id", "seq"}, in request order
+    created: int
+    duplicates: int
+    session: AgentSession
+
+
+_STATUS_STOP_REASON: dict[str, str] = {
+    Status.STOPPED: StopReason.RUNTIME,
+    Status.STOPPING: StopReason.RUNTIME,
+}
+
+
+def default_actor(session: AgentSession, event: EventIn, fallback: str = "") -> str:
+    """Who an event is from when the runtime does not say: the owner for what the user said,
+    the agent (or `fallback`) for everything else. A stated actor is outside input: redacted."""
+    if event.actor:
+        return redact_text(event.actor).text[:200]
+    if event.type == EventType.MESSAGE and event.payload.get("role") == "user":
+        return str(session.owner.get_username())
+    return fallback or session.agent.name
+
+
+def _check_statuses(session: AgentSession, events: Sequence[EventIn]) -> None:
+    statuses = STATUSES[session.kind]
+    for i, event in enumerate(events):
+        if event.type != EventType.STATUS_CHANGE:
+            continue
+        to = event.payload.get("to")
+        if not isinstance(to, str) or to not in statuses:
+            raise InvalidInput(
+                f"events[{i}].payload.to",
+                f"must be one of {', '.join(sorted(statuses))} for a "
+                f"{Kind(session.kind).label.lower()}",
+            )
+
+
+def events_record(
+    *, session: AgentSession, events: Sequence[EventIn], actor: str = ""
+) -> EventsRecorded:
+    """Append a batch of runtime events: redact, assign gap-free seqs, apply their effects on
+    the session's counters, progress and status, all in one transaction.
+
+    Idempotent per `event_id`: a retried batch stores nothing new and returns the seqs of the
+    first delivery. The session row lock serialises concurrent batches for one session.
+    """
+    ids = [e.event_id for e in events]
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("events", "event_id values must be unique within a batch")
+    _check_statuses(session, events)
+
+    with transaction.atomic():
+        locked = (
+            AgentSession.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("agent", "owner")
+            .get(pk=session.pk)
+        )
+        existing = dict(
+            SessionEvent.objects.filter(session=locked, event_id__in=ids).values_list(
+                "event_id", "seq"
+            )
+        )
+        seq_of: dict[str, int] = dict(existing)
+        pending: list[SessionEvent] = []
+        changes: dict[str, Any] = {}
+
+        def flush() -> None:
+            if pending:
+                SessionEvent.objects.bulk_create(pending)
+                pending.clear()
+            AgentSession.objects.filter(pk=locked.pk).update(last_seq=locked.last_seq, **changes)
+            changes.clear()
+
+        new_count = 0
+        for event in events:
+            if event.event_id in existing:
+                continue
+            new_count += 1
+            event_actor = default_actor(locked, event, actor)
+            payload, counts = redact_payload(event.payload)
+            if event.type == EventType.STATUS_CHANGE:
+                flush()
+                _apply_status_event(locked, payload, actor=event_actor, event_id=event.event_id)
+                seq_of[event.event_id] = locked.last_seq
+                continue
+            if (
+                event.type == EventType.MESSAGE
+                and payload.get("role") == "user"
+                and locked.kind == Kind.CHAT
+                and locked.status == Status.IDLE
+            ):
+                # A new message brings an idle chat back to running (DESIGN 5); the status
+                # change takes the seq before the message that caused it.
+                flush()
+                lifecycle.transition(locked, Status.RUNNING, actor=event_actor, reason="message")
+            locked.last_seq += 1
+            seq_of[event.event_id] = locked.last_seq
+            pending.append(
+                SessionEvent(
+                    session=locked,
+                    seq=locked.last_seq,
+                    event_id=event.event_id,
+                    type=event.type,
+                    actor=event_actor,
+                    payload=payload,
+                    redactions=counts,
+                )
+            )
+            _apply_event_effects(locked, event.type, payload, changes)
+
+        if new_count:
+            changes.update(
+                lifecycle.bump(**lifecycle.activity_fields(locked.agent, now=timezone.now()))
+            )
+            flush()
+            hooks.session_changed(locked.pk)
+        locked.refresh_from_db()
+
+    results = [{"event_id": eid, "seq": seq_of[eid]} for eid in ids]
+    return EventsRecorded(results, new_count, len(ids) - new_count, locked)
+
+
+def _apply_event_effects(
+    session: AgentSession, type: str, payload: Mapping[str, Any], changes: dict[str, Any]
+) -> None:
+    """Fold one event into the session's denormalised fields (kept on `session` and in
+    `changes`, written once per batch)."""
+
+    def put(field: str, value: Any) -> None:
+        setattr(session, field, value)
+        changes[field] = value
+
+    if type == EventType.MESSAGE:
+        put("message_count", session.message_count + 1)
+        if payload.get("role") == "agent":
+            put("turns", session.turns + 1)
+    elif type == EventType.STEP:
+        index = _as_int(payload.get("index"))
+        total = _as_int(payload.get("total"))
+        if total is not None:
+            put("total_steps", total)
+        if index is not None:
+            put("current_step", index)
+        if payload.get("name"):
+            put("current_step_name", str(payload["name"])[:200])
+    elif type == EventType.PROGRESS:
+        for field in ("current_step", "total_steps", "turns", "message_count"):
+            value = _as_int(payload.get(field))
+            if value is not None:
+                put(field, value)
+    elif type == EventType.CHECKPOINT:
+        state = payload.get("state")
+        if state in ("awaiting", "approved", "rejected"):
+            put("checkpoint_state", state)
+            put("checkpoint_name", str(payload.get("name", ""))[:200])
+    elif type == EventType.ERROR:
+        put("error_code", str(payload.get("code", ""))[:100])
+        put("error_message", str(payload.get("message", "")))
+    elif type == EventType.AGENT_STATUS:
+        put("agent_status", payload.get("status", ""))
+
+
+def _as_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _apply_status_event(
+    session: AgentSession, payload: Mapping[str, Any], *, actor: str, event_id: str
+) -> None:
+    to = str(payload["to"])
+    error = payload.get("error") if isinstance(payload.get("error"), dict) else None
+    reason = str(payload.get("reason", ""))[:500]
+    result = lifecycle.transition(
+        session,
+        to,
+        actor=actor,
+        reason=reason,
+        stop_reason=_STATUS_STOP_REASON.get(to) if not session.stop_reason else None,
+        error_code=str(error.get("code", ""))[:100] if error else None,
+        error_message=str(error.get("message", "")) if error else None,
+        event_id=event_id,
+    )
+    if not result.changed:
+        # The runtime reported the status the session already has. Store the report anyway so
+        # its event_id is taken: a retried batch must find it and add nothing, even if the
+        # status has moved on in between.
+        unchanged: dict[str, Any] = {"from": to, "to": to, "unchanged": True}
+        if reason:
+            unchanged["reason"] = reason
+        lifecycle.append_system_event(
+            session, type=EventType.STATUS_CHANGE, actor=actor, payload=unchanged, event_id=event_id
+        )

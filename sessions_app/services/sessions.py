@@ -1,0 +1,321 @@
+"""Sessions coming and going: create (from a page, a personal token or a runtime), clone,
+transfer, pin and delete."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from sessions_app import hooks, lifecycle, selectors
+from sessions_app.errors import Conflict, InvalidInput, NotAllowed
+from sessions_app.models import (
+    Agent,
+    AgentSession,
+    CommandKind,
+    EventType,
+    Initiative,
+    Membership,
+    Origin,
+    Role,
+    StopReason,
+    TenantMembership,
+)
+from sessions_app.redaction import redact_text
+from sessions_app.services.commands import command_queue
+from sessions_app.services.common import (
+    action_event,
+    check_cap,
+    lock_owner,
+    require_act,
+    require_view,
+)
+from sessions_app.states import INITIAL, Kind, Status, retention_deadline
+
+METADATA_FIELDS = ("sandbox", "profile", "runtime", "repo", "branch", "origin")
+
+
+def user_may_use_agent(user: Any, agent: Agent) -> bool:
+    if agent.owner_id == user.pk:
+        return True
+    if TenantMembership.objects.filter(
+        tenant_id=agent.tenant_id, user=user, is_admin=True
+    ).exists():
+        return True
+    return Membership.objects.filter(
+        project_id=agent.project_id, user=user, role__gte=Role.REPORTER
+    ).exists()
+
+
+def may_override_model(user: Any, agent: Agent) -> bool:
+    """Whether the policy allows overriding the model is the agent's; who may do it is its
+    owner and the workspace's admins (DESIGN 7)."""
+    return agent.owner_id == user.pk or selectors.is_tenant_admin(user, agent.tenant_id)
+
+
+def _check_model(*, agent: Agent, model: str, user: Any) -> str:
+    chosen = model or agent.default_model
+    if chosen == agent.default_model:
+        return chosen
+    if not agent.allow_model_override:
+        raise InvalidInput(
+            "model", f"this agent's policy does not allow overriding {agent.default_model!r}"
+        )
+    if not may_override_model(user, agent):
+        raise InvalidInput("model", "you may not override the model of this agent")
+    if agent.allowed_models and chosen not in agent.allowed_models:
+        raise InvalidInput(
+            "model", f"must be one of {', '.join(agent.allowed_models)} for this agent"
+        )
+    return chosen
+
+
+def _clean_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    meta = dict(metadata or {})
+    unknown = set(meta) - set(METADATA_FIELDS)
+    if unknown:
+        raise InvalidInput("metadata", f"unknown keys: {', '.join(sorted(unknown))}")
+    if meta.get("origin", Origin.API) not in Origin.values:
+        raise InvalidInput("origin", f"must be one of {', '.join(Origin.values)}")
+    # Run metadata comes from outside (a repo URL may carry a token): redacted like a transcript.
+    return {k: redact_text(str(v)).text if k != "origin" else v for k, v in meta.items()}
+
+
+def session_create(
+    *,
+    agent: Agent,
+    owner: Any,
+    kind: str,
+    actor: str,
+    requested_by: Any = None,
+    title: str = "",
+    model: str = "",
+    temperature: float = 0.7,
+    max_tokens: int = 4000,
+    timeout_seconds: int = 300,
+    initiative: Initiative | None = None,
+    parent: AgentSession | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> AgentSession:
+    """Create a session in its kind's initial status, enforcing the agent's policy and the
+    per-user concurrency cap atomically. `requested_by` is the person whose rights decide a
+    model override (the owner unless someone clones or transfers for them)."""
+    if kind not in Kind.values:
+        raise InvalidInput("kind", f"must be one of {', '.join(Kind.values)}")
+    if not 0 <= temperature <= 2:
+        raise InvalidInput("temperature", "must be between 0 and 2")
+    if not 100 <= max_tokens <= 8000:
+        raise InvalidInput("max_tokens", "must be between 100 and 8000")
+    if not 60 <= timeout_seconds <= 1800:
+        raise InvalidInput("timeout_seconds", "must be between 60 and 1800 seconds")
+    if timeout_seconds > agent.max_duration_seconds:
+        raise InvalidInput(
+            "timeout_seconds",
+            f"must not exceed the agent's max duration of {agent.max_duration_seconds} seconds",
+        )
+    chosen_model = _check_model(agent=agent, model=model, user=requested_by or owner)
+    if initiative is not None and initiative.tenant_id != agent.tenant_id:
+        raise InvalidInput("initiative", "belongs to another workspace")
+    if parent is not None and parent.tenant_id != agent.tenant_id:
+        raise InvalidInput("parent", "belongs to another workspace")
+    if not user_may_use_agent(owner, agent):
+        raise InvalidInput("owner", f"{owner} may not use the agent {agent.name!r}")
+    meta = _clean_metadata(metadata)
+
+    status = INITIAL[kind]
+    now = timezone.now()
+    with transaction.atomic():
+        lock_owner(owner.pk)
+        check_cap(agent=agent, owner_id=owner.pk)
+        session = AgentSession(
+            tenant_id=agent.tenant_id,
+            project_id=agent.project_id,
+            agent=agent,
+            owner=owner,
+            kind=kind,
+            status=status,
+            title=redact_text(title.strip()).text[:300],
+            model=chosen_model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            timeout_seconds=timeout_seconds,
+            initiative=initiative,
+            parent=parent,
+            started_at=now if status == Status.RUNNING else None,
+            status_changed_at=now,
+            last_activity_at=now,
+            expires_at=retention_deadline(now, agent.retention_days),
+            **meta,
+        )
+        session.short_id = session.id.hex[:8]
+        if not session.title:
+            session.title = f"{agent.name} · {Kind(kind).label.lower()} {session.short_id}"
+        session.save(force_insert=True)
+        lifecycle.append_system_event(
+            session,
+            type=EventType.STATUS_CHANGE,
+            actor=actor,
+            payload={"from": None, "to": status, "reason": "created"},
+        )
+        hooks.session_changed(session.pk)
+    return session
+
+
+def session_create_for_token(
+    *,
+    access: selectors.TokenAccess,
+    agent_id: int,
+    owner_username: str = "",
+    initiative_id: int | None = None,
+    parent_id: Any = None,
+    **settings: Any,
+) -> AgentSession:
+    """A session asked for through the API: runtime tokens create for their agents on behalf of
+    a named member; personal tokens create sessions owned by their own user."""
+    agent = selectors.agent_in_tenant(tenant_id=access.tenant_id, agent_id=agent_id)
+    if agent is None:
+        raise InvalidInput("agent", f"no agent with id {agent_id} in this workspace")
+    if access.is_runtime:
+        if agent.pk not in access.agent_ids:
+            raise NotAllowed(f"This token is not scoped to the agent {agent.name!r}.")
+        if not owner_username:
+            raise InvalidInput("owner", "a runtime token must name the session's owner")
+        owner = selectors.member_by_username(tenant_id=access.tenant_id, username=owner_username)
+        if owner is None:
+            raise InvalidInput("owner", f"no user {owner_username!r} in this workspace")
+    else:
+        owner = access.user
+        if owner_username and owner_username != owner.get_username():
+            raise InvalidInput("owner", "a personal token creates sessions for its own user only")
+    initiative = None
+    if initiative_id is not None:
+        initiative = selectors.initiative_in_tenant(
+            tenant_id=access.tenant_id, initiative_id=initiative_id
+        )
+        if initiative is None:
+            raise InvalidInput(
+                "initiative", f"no initiative with id {initiative_id} in this workspace"
+            )
+    parent = None
+    if parent_id is not None:
+        parent = selectors.sessions_visible_to_token(access).filter(pk=parent_id).first()
+        if parent is None:
+            raise InvalidInput("parent", f"no session {parent_id} visible to you")
+    return session_create(
+        agent=agent,
+        owner=owner,
+        kind=settings.pop("kind"),
+        actor=agent.name if access.is_runtime else owner.get_username(),
+        initiative=initiative,
+        parent=parent,
+        **settings,
+    )
+
+
+def _copy_settings(session: AgentSession) -> dict[str, Any]:
+    return {
+        "agent": session.agent,
+        "kind": session.kind,
+        "model": session.model,
+        "temperature": session.temperature,
+        "max_tokens": session.max_tokens,
+        "timeout_seconds": session.timeout_seconds,
+        "initiative": session.initiative,
+        "metadata": {f: getattr(session, f) for f in METADATA_FIELDS},
+    }
+
+
+def session_clone(*, session: AgentSession, user: Any) -> AgentSession:
+    """A fresh session with the same agent, settings and metadata, owned by the cloner, under
+    the same model and concurrency policy as any session they create."""
+    require_view(user, session)
+    with transaction.atomic():
+        clone = session_create(
+            owner=user,
+            actor=user.get_username(),
+            title=f"{session.title} (clone)"[:300],
+            **_copy_settings(session),
+        )
+        AgentSession.objects.filter(pk=clone.pk).update(cloned_from=session)
+    clone.cloned_from = session
+    return clone
+
+
+def session_transfer(*, session: AgentSession, user: Any, to_user: Any) -> AgentSession:
+    """Hand a live session to another person: a new session owned by them continues it and the
+    original stops with stop reason `transfer`."""
+    require_act(user, session)
+    if session.is_terminal:
+        raise Conflict(f"A {session.status} session cannot be transferred.")
+    if to_user.pk == session.owner_id:
+        raise InvalidInput("to_user", "already owns this session")
+    with transaction.atomic():
+        successor = session_create(
+            owner=to_user,
+            requested_by=user,
+            actor=user.get_username(),
+            title=session.title,
+            parent=session.parent,
+            **_copy_settings(session),
+        )
+        AgentSession.objects.filter(pk=successor.pk).update(transferred_from=session)
+        final = Status.ENDED if session.kind == Kind.CHAT else Status.STOPPED
+        if session.kind != Kind.CHAT and session.status != Status.STOPPING:
+            lifecycle.transition(
+                session, Status.STOPPING, actor=user.get_username(), stop_reason=StopReason.TRANSFER
+            )
+        lifecycle.transition(
+            session,
+            final,
+            actor=user.get_username(),
+            reason="transfer",
+            stop_reason=StopReason.TRANSFER,
+        )
+        action_event(
+            session,
+            user=user,
+            action="transfer",
+            to=to_user.get_username(),
+            successor=str(successor.pk),
+        )
+        command_queue(
+            session=session,
+            kind=CommandKind.TRANSFER,
+            issued_by=user,
+            payload={"to_session": str(successor.pk), "to_user": to_user.get_username()},
+        )
+    successor.refresh_from_db()
+    return successor
+
+
+def session_delete(*, session: AgentSession, user: Any) -> None:
+    """Delete a session with its transcript and commands (children keep living, unparented)."""
+    require_act(user, session)
+    with transaction.atomic():
+        facts = deleted_facts(AgentSession.objects.filter(pk=session.pk))
+        AgentSession.objects.filter(pk=session.pk).delete()
+        hooks.sessions_deleted(facts)
+
+
+def deleted_facts(sessions: Any) -> list[dict[str, Any]]:
+    """What the live views need to route a removal, read before the rows go."""
+    return [
+        {**row, "id": str(row["id"])}
+        for row in sessions.values(
+            "id", "tenant_id", "project_id", "owner_id", "kind", agent_owner_id=F("agent__owner_id")
+        )
+    ]
+
+
+def session_set_pinned(*, session: AgentSession, user: Any, pinned: bool) -> AgentSession:
+    """Pinned sessions are exempt from retention."""
+    require_act(user, session)
+    with transaction.atomic():
+        AgentSession.objects.filter(pk=session.pk).update(**lifecycle.bump(pinned=pinned))
+        action_event(session, user=user, action="pin" if pinned else "unpin")
+        hooks.session_changed(session.pk)
+    session.refresh_from_db()
+    return session
