@@ -553,7 +553,7 @@ def test_the_purge_works_in_bounded_batches(clock, agent, world) -> None:
 
 
 def test_the_purge_caps_the_events_of_one_transaction(clock, agent, world, monkeypatch) -> None:
-    monkeypatch.setattr(sweeps, "PURGE_EVENTS_PER_BATCH", 3)
+    monkeypatch.setattr(sweeps.housekeeping, "PURGE_EVENTS_PER_BATCH", 3)
     for _ in range(3):
         s = flow(agent, world.owner)  # two status changes each
         assert s.last_seq == 2

@@ -1,0 +1,151 @@
+"""Who may see and act on what (DESIGN.md section 7): as SQL for queries and as a function of
+plain values for live pushes, from one set of grants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Q, QuerySet
+
+from sessions_app.models import (
+    Agent,
+    AgentSession,
+    Membership,
+    Role,
+    TenantMembership,
+)
+from sessions_app.states import Kind
+
+AnyUser = AbstractBaseUser | AnonymousUser
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a user's memberships grant; computed once per request and cached on the user."""
+
+    user_id: int | None
+    superuser: bool
+    tenant_ids: frozenset[int]
+    admin_tenant_ids: frozenset[int]
+    developer_project_ids: frozenset[int]
+    maintainer_project_ids: frozenset[int]
+
+
+def access_for(user: Any) -> Access:
+    cached = getattr(user, "_scc_access", None)
+    if cached is not None:
+        return cached
+    if not getattr(user, "is_authenticated", False):
+        access = Access(None, False, frozenset(), frozenset(), frozenset(), frozenset())
+    else:
+        tenant_rows = list(
+            TenantMembership.objects.filter(user=user).values_list("tenant_id", "is_admin")
+        )
+        project_rows = list(
+            Membership.objects.filter(user=user, role__gte=Role.DEVELOPER).values_list(
+                "project_id", "role"
+            )
+        )
+        access = Access(
+            user_id=user.pk,
+            superuser=bool(user.is_superuser),
+            tenant_ids=frozenset(t for t, _ in tenant_rows),
+            admin_tenant_ids=frozenset(t for t, admin in tenant_rows if admin),
+            developer_project_ids=frozenset(p for p, _ in project_rows),
+            maintainer_project_ids=frozenset(p for p, r in project_rows if r >= Role.MAINTAINER),
+        )
+    user._scc_access = access
+    return access
+
+
+def visibility_q(access: Access) -> Q:
+    if access.superuser:
+        return Q()
+    if access.user_id is None:
+        return Q(pk__in=[])
+    q = Q(owner_id=access.user_id) | Q(agent__owner_id=access.user_id)
+    if access.admin_tenant_ids:
+        q |= Q(tenant_id__in=access.admin_tenant_ids)
+    if access.developer_project_ids:
+        # Chats are private to their owner, the agent owner and tenant admins.
+        q |= Q(project_id__in=access.developer_project_ids) & ~Q(kind=Kind.CHAT)
+    return q
+
+
+def sessions_visible_to(user: Any) -> QuerySet[AgentSession]:
+    return AgentSession.objects.filter(visibility_q(access_for(user)))
+
+
+def _grants(
+    a: Access,
+    project_ids: frozenset[int],
+    *,
+    owner_id: int,
+    agent_owner_id: int,
+    tenant_id: int,
+    project_id: int,
+    kind: str,
+) -> bool:
+    if a.superuser:
+        return True
+    if a.user_id is None:
+        return False
+    return (
+        owner_id == a.user_id
+        or agent_owner_id == a.user_id
+        or tenant_id in a.admin_tenant_ids
+        # Chats are private to their owner, the agent owner and tenant admins.
+        or (kind != Kind.CHAT and project_id in project_ids)
+    )
+
+
+def may_view(a: Access, **facts: Any) -> bool:
+    """DESIGN 7 on plain values, so live pushes apply the same rule as queries: project
+    developers and up see the project's flow runs and background tasks."""
+    return _grants(a, a.developer_project_ids, **facts)
+
+
+def may_act(a: Access, **facts: Any) -> bool:
+    """End, pause, resume, stop, cancel, transfer, delete, approve: as viewing, but from
+    project maintainer up."""
+    return _grants(a, a.maintainer_project_ids, **facts)
+
+
+SESSION_FACTS = ("owner_id", "agent_owner_id", "tenant_id", "project_id", "kind")
+
+
+def session_facts(session: AgentSession) -> dict[str, Any]:
+    return {
+        "owner_id": session.owner_id,
+        "agent_owner_id": session.agent.owner_id,
+        "tenant_id": session.tenant_id,
+        "project_id": session.project_id,
+        "kind": session.kind,
+    }
+
+
+def can_view(user: Any, session: AgentSession) -> bool:
+    return may_view(access_for(user), **session_facts(session))
+
+
+def can_act(user: Any, session: AgentSession) -> bool:
+    return may_act(access_for(user), **session_facts(session))
+
+
+def is_tenant_admin(user: Any, tenant_id: int) -> bool:
+    a = access_for(user)
+    return a.superuser or tenant_id in a.admin_tenant_ids
+
+
+def can_edit_policy(user: Any, agent: Agent) -> bool:
+    """Tenant admins of the agent's workspace and the agent's owner may change its policy."""
+    access = access_for(user)
+    if access.user_id is None:
+        return False
+    return (
+        access.superuser
+        or agent.tenant_id in access.admin_tenant_ids
+        or agent.owner_id == access.user_id
+    )

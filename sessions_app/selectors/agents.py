@@ -1,0 +1,45 @@
+"""Agents and their policies as a person sees them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sessions_app.errors import NotAllowed, NotFound
+from sessions_app.models import (
+    Agent,
+    Membership,
+    PolicyChange,
+)
+from sessions_app.selectors.access import access_for, can_edit_policy
+
+
+def visible_agents(user: Any) -> list[Agent]:
+    """Agents in the viewer's workspaces, for the agent settings list."""
+    access = access_for(user)
+    qs = Agent.objects.select_related("project", "owner").order_by("name")
+    if not access.superuser:
+        qs = qs.filter(tenant_id__in=access.tenant_ids)
+    return list(qs)
+
+
+def agent_for_policy_edit(user: Any, agent_id: int) -> Agent:
+    """The agent if the viewer may edit its policy. Project members who may not get 403 (they
+    know the agent: its sessions are in their list); everyone else gets 404, as if it did not
+    exist, which is what another workspace's agent must look like."""
+    agent = Agent.objects.select_related("project", "owner").filter(pk=agent_id).first()
+    if agent is None:
+        raise NotFound(f"agent {agent_id}")
+    if can_edit_policy(user, agent):
+        return agent
+    access = access_for(user)
+    if (
+        access.user_id is not None
+        and agent.tenant_id in access.tenant_ids
+        and Membership.objects.filter(project_id=agent.project_id, user_id=access.user_id).exists()
+    ):
+        raise NotAllowed("Only tenant admins and the agent's owner may change its policy.")
+    raise NotFound(f"agent {agent_id}")
+
+
+def policy_history(agent: Agent, *, limit: int = 20) -> list[PolicyChange]:
+    return list(PolicyChange.objects.filter(agent=agent).select_related("changed_by")[:limit])

@@ -1,0 +1,212 @@
+"""The Sessions list and the Command Center panel: filters, keyset pages, sections, counts."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from sessions_app import states
+from sessions_app.errors import InvalidCursor
+from sessions_app.models import (
+    Agent,
+    AgentSession,
+    Initiative,
+    Project,
+)
+from sessions_app.selectors.access import sessions_visible_to
+from sessions_app.states import Kind
+
+
+@dataclass(frozen=True)
+class SessionFilter:
+    owner: str = ""  # "" everyone, "me", or a user id
+    kind: str = ""
+    initiative: int | None = None
+    group: str = ""
+    agent: int | None = None
+    project: int | None = None
+    q: str = ""
+    active_only: bool = False
+    archived: bool = False
+
+
+def active_now_q(now: datetime) -> Q:
+    return Q(live=True) & (
+        ~Q(kind=Kind.CHAT) | Q(last_activity_at__gte=now - states.ACTIVE_CHAT_WINDOW)
+    )
+
+
+def filtered_sessions(
+    user: Any,
+    flt: SessionFilter,
+    *,
+    now: datetime | None = None,
+    base: QuerySet[AgentSession] | None = None,
+) -> QuerySet[AgentSession]:
+    """`base` replaces the visible set (an API token's scope); it must already be scoped."""
+    now = now or timezone.now()
+    qs = sessions_visible_to(user) if base is None else base
+    qs = qs.filter(archived_at__isnull=not flt.archived)
+    if flt.owner == "me":
+        qs = qs.filter(owner_id=getattr(user, "pk", None))
+    elif flt.owner:
+        qs = qs.filter(owner_id=int(flt.owner)) if flt.owner.isdigit() else qs.none()
+    if flt.kind:
+        qs = qs.filter(kind=flt.kind)
+    if flt.initiative is not None:
+        qs = qs.filter(initiative_id=flt.initiative)
+    if flt.group:
+        qs = qs.filter(status_group=flt.group)
+    if flt.agent is not None:
+        qs = qs.filter(agent_id=flt.agent)
+    if flt.project is not None:
+        qs = qs.filter(project_id=flt.project)
+    text = flt.q.strip()
+    if text.startswith("#") and len(text) > 1:
+        qs = qs.filter(short_id__startswith=text[1:9].lower())
+    elif text:
+        qs = qs.filter(title__icontains=text)
+    if flt.active_only:
+        qs = qs.filter(active_now_q(now))
+    return qs
+
+
+LIST_ORDER = ("-live", "-last_activity_at", "-id")
+
+
+def encode_cursor(session: AgentSession) -> str:
+    raw = json.dumps([session.live, session.last_activity_at.isoformat(), str(session.pk)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[bool, datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        live, ts, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        parsed = datetime.fromisoformat(ts)
+        if not isinstance(live, bool) or not isinstance(pk, str) or parsed.tzinfo is None:
+            raise ValueError("bad cursor fields")
+        return live, parsed, uuid.UUID(pk)
+    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+        raise InvalidCursor from None
+
+
+def after_cursor_q(cursor: str) -> Q:
+    """Keyset condition for rows strictly after the cursor in LIST_ORDER (no OFFSET)."""
+    live, ts, pk = decode_cursor(cursor)
+    later = Q(live=live, last_activity_at__lt=ts) | Q(live=live, last_activity_at=ts, id__lt=pk)
+    if live:
+        later |= Q(live=False)
+    return later
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[AgentSession]
+    next_cursor: str | None
+
+
+def session_page(
+    user: Any,
+    flt: SessionFilter,
+    *,
+    cursor: str | None = None,
+    limit: int = 50,
+    base: QuerySet[AgentSession] | None = None,
+) -> Page:
+    qs = filtered_sessions(user, flt, base=base)
+    if cursor:
+        qs = qs.filter(after_cursor_q(cursor))
+    rows = list(
+        qs.select_related("agent", "owner", "project", "initiative").order_by(*LIST_ORDER)[
+            : limit + 1
+        ]
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, encode_cursor(rows[-1]) if more and rows else None)
+
+
+def active_now(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:
+    now = now or timezone.now()
+    return (
+        sessions_visible_to(user)
+        .filter(archived_at__isnull=True)
+        .filter(active_now_q(now))
+        .select_related("agent", "owner", "project", "initiative")
+        .order_by(*LIST_ORDER)
+    )
+
+
+def recent(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:
+    now = now or timezone.now()
+    return (
+        sessions_visible_to(user)
+        .filter(archived_at__isnull=True, last_activity_at__gte=now - states.RECENT_WINDOW)
+        .exclude(active_now_q(now))
+        .select_related("agent", "owner", "project", "initiative")
+        .order_by("-last_activity_at", "-id")
+    )
+
+
+NEEDS_YOU_STATUSES = frozenset({states.Status.WAITING_INPUT, states.Status.PAUSED})
+
+
+def needs_you(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:
+    """Active Now sessions waiting on a person: input, a checkpoint approval, or paused."""
+    return active_now(user, now=now).filter(status__in=NEEDS_YOU_STATUSES)
+
+
+@dataclass(frozen=True)
+class PanelSection:
+    items: list[AgentSession]
+    count: int
+
+
+def command_center_panel(
+    user: Any, *, now: datetime | None = None, limit: int = 15
+) -> dict[str, PanelSection]:
+    """The three disjoint panel sections: needs (you), active (the rest of Active Now), recent.
+    Six queries whatever the number of rows."""
+    now = now or timezone.now()
+    needs = needs_you(user, now=now)
+    active = active_now(user, now=now).exclude(status__in=NEEDS_YOU_STATUSES)
+    recent_qs = recent(user, now=now)
+    return {
+        name: PanelSection(list(qs[:limit]), qs.count())
+        for name, qs in (("needs", needs), ("active", active), ("recent", recent_qs))
+    }
+
+
+def command_center_counts(user: Any, *, now: datetime | None = None) -> dict[str, int]:
+    now = now or timezone.now()
+    return {
+        "needs": needs_you(user, now=now).count(),
+        "active": active_now(user, now=now).exclude(status__in=NEEDS_YOU_STATUSES).count(),
+        "recent": recent(user, now=now).count(),
+    }
+
+
+def filter_facets(user: Any) -> dict[str, Any]:
+    """The choices of the list's filter dropdowns: only the people, agents, projects and
+    initiatives the viewer can see sessions of, so a dropdown never names what the list hides."""
+    visible = sessions_visible_to(user)
+    return {
+        "people": get_user_model()
+        .objects.filter(pk__in=visible.values("owner_id"))
+        .order_by("username"),
+        "agents": Agent.objects.filter(pk__in=visible.values("agent_id")).order_by("name"),
+        "projects": Project.objects.filter(pk__in=visible.values("project_id")).order_by("name"),
+        "initiatives": Initiative.objects.filter(
+            pk__in=visible.filter(initiative__isnull=False).values("initiative_id")
+        ).order_by("name"),
+    }

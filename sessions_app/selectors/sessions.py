@@ -1,0 +1,82 @@
+"""One session as a person sees it: the session, its transcript, children and history."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sessions_app.errors import NotFound
+from sessions_app.models import (
+    AgentSession,
+    EventType,
+    SessionEvent,
+)
+from sessions_app.selectors.access import sessions_visible_to
+
+
+def session_get_for_user(user: Any, session_id: Any) -> AgentSession:
+    try:
+        pk = uuid.UUID(str(session_id))
+    except ValueError:
+        raise NotFound(str(session_id)) from None
+    session = (
+        sessions_visible_to(user)
+        .select_related("agent", "owner", "project", "initiative", "parent", "tenant")
+        .filter(pk=pk)
+        .first()
+    )
+    if session is None:
+        raise NotFound(str(session_id))
+    return session
+
+
+def session_events(
+    session: AgentSession, *, after: int = 0, limit: int = 200, types: list[str] | None = None
+) -> list[SessionEvent]:
+    qs = SessionEvent.objects.filter(session=session, seq__gt=after)
+    if types:
+        qs = qs.filter(type__in=types)
+    return list(qs.order_by("seq")[:limit])
+
+
+def session_children(user: Any, session: AgentSession, *, limit: int = 50) -> list[AgentSession]:
+    return list(
+        sessions_visible_to(user)
+        .filter(parent=session)
+        .select_related("agent")
+        .order_by("-created_at")[:limit]
+    )
+
+
+def step_payloads(session: AgentSession) -> list[Any]:
+    return list(
+        SessionEvent.objects.filter(session=session, type=EventType.STEP).values_list(
+            "payload", flat=True
+        )
+    )
+
+
+def status_history(session: AgentSession, *, limit: int = 100) -> list[SessionEvent]:
+    return list(
+        SessionEvent.objects.filter(session=session, type=EventType.STATUS_CHANGE).order_by("seq")[
+            :limit
+        ]
+    )
+
+
+def transcript_tail(session: AgentSession, *, before: int | None, limit: int) -> list[SessionEvent]:
+    """The `limit` events before seq `before` (the newest when None), oldest first."""
+    qs = SessionEvent.objects.filter(session=session)
+    if before is not None:
+        qs = qs.filter(seq__lt=before)
+    return list(qs.order_by("-seq")[:limit])[::-1]
+
+
+def events_after(session_id: Any, *, after: int, limit: int = 500) -> list[SessionEvent]:
+    return list(
+        SessionEvent.objects.filter(session_id=session_id, seq__gt=after).order_by("seq")[:limit]
+    )
+
+
+def events_for_export(session: AgentSession) -> Any:
+    return session.events.order_by("seq").iterator(chunk_size=1000)

@@ -1,0 +1,131 @@
+"""What an API token reaches: its workspace, its agents, their sessions and commands."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
+
+from sessions_app.errors import NotFound
+from sessions_app.models import (
+    Agent,
+    AgentSession,
+    ApiToken,
+    CommandStatus,
+    Initiative,
+    Role,
+    RuntimeCommand,
+    TokenKind,
+)
+from sessions_app.selectors.access import access_for, sessions_visible_to
+
+
+@dataclass(frozen=True)
+class TokenAccess:
+    """What an API token may reach: a runtime token its agents, a personal token what its user
+    sees; both only inside the token's workspace."""
+
+    token: ApiToken
+    agent_ids: frozenset[int]
+
+    @property
+    def is_runtime(self) -> bool:
+        return self.token.kind == TokenKind.RUNTIME
+
+    @property
+    def tenant_id(self) -> int:
+        return self.token.tenant_id
+
+    @property
+    def user(self) -> Any:
+        return self.token.user
+
+
+def token_access_by_hash(token_hash: str) -> TokenAccess | None:
+    """The live token with this hash; None when unknown, revoked, or a personal token whose user
+    was deactivated."""
+    token = (
+        ApiToken.objects.select_related("user", "tenant")
+        .filter(token_hash=token_hash, revoked_at__isnull=True)
+        .first()
+    )
+    if token is None:
+        return None
+    if token.kind == TokenKind.PERSONAL:
+        if not token.user.is_active:
+            return None
+        return TokenAccess(token, frozenset())
+    agent_ids = frozenset(
+        token.agents.filter(tenant_id=token.tenant_id).values_list("id", flat=True)
+    )
+    return TokenAccess(token, agent_ids)
+
+
+def sessions_visible_to_token(access: TokenAccess) -> QuerySet[AgentSession]:
+    if access.is_runtime:
+        return AgentSession.objects.filter(
+            tenant_id=access.tenant_id, agent_id__in=sorted(access.agent_ids)
+        )
+    return sessions_visible_to(access.user).filter(tenant_id=access.tenant_id)
+
+
+SESSION_RELATED = ("agent", "owner", "project", "initiative", "tenant")
+
+
+def session_get_for_token(
+    access: TokenAccess, session_id: Any, *, related: tuple[str, ...] = SESSION_RELATED
+) -> AgentSession:
+    """`related`: the relations to join (ingestion needs only agent and owner)."""
+    try:
+        pk = uuid.UUID(str(session_id))
+    except ValueError:
+        raise NotFound(str(session_id)) from None
+    session = sessions_visible_to_token(access).select_related(*related).filter(pk=pk).first()
+    if session is None:
+        raise NotFound(str(session_id))
+    return session
+
+
+def agents_for_token(access: TokenAccess) -> QuerySet[Agent]:
+    """Runtime tokens: their agents. Personal tokens: the agents their user may start sessions
+    with (agent owner, tenant admin, or at least reporter on the agent's project)."""
+    qs = Agent.objects.filter(tenant_id=access.tenant_id).select_related("owner", "project")
+    if access.is_runtime:
+        return qs.filter(pk__in=sorted(access.agent_ids))
+    a = access_for(access.user)
+    if a.superuser or access.tenant_id in a.admin_tenant_ids:
+        return qs
+    return qs.filter(
+        Q(owner_id=a.user_id)
+        | Q(
+            project__memberships__user_id=a.user_id,
+            project__memberships__role__gte=Role.REPORTER,
+        )
+    ).distinct()
+
+
+def commands_for_session(session: AgentSession, *, limit: int = 100) -> list[RuntimeCommand]:
+    return list(RuntimeCommand.objects.filter(session=session).order_by("-created_at")[:limit])
+
+
+PENDING_COMMAND_STATUSES = (CommandStatus.QUEUED, CommandStatus.DELIVERED)
+
+
+def agent_in_tenant(*, tenant_id: int, agent_id: int) -> Agent | None:
+    return Agent.objects.filter(pk=agent_id, tenant_id=tenant_id).select_related("project").first()
+
+
+def member_by_username(*, tenant_id: int, username: str) -> Any:
+    """A member of the workspace by username; None for strangers (who look like unknowns)."""
+    return (
+        get_user_model()
+        .objects.filter(username=username, is_active=True, tenant_memberships__tenant_id=tenant_id)
+        .first()
+    )
+
+
+def initiative_in_tenant(*, tenant_id: int, initiative_id: int) -> Initiative | None:
+    return Initiative.objects.filter(pk=initiative_id, tenant_id=tenant_id).first()
