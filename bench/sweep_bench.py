@@ -132,7 +132,8 @@ def sweep_once(world: World, rng: random.Random, *, size: int, due: int) -> tupl
     report = sweeps.policy_sweep()
     full = time.perf_counter() - started
     got = (report.idled, report.stalled, report.stopped_max_duration, report.stopped_grace)
-    assert got == split_due(due) and report.errors == 0, (got, report)
+    assert got == split_due(due), (got, report)
+    assert report.errors == 0, report
     idle = []
     for _ in range(3):
         started = time.perf_counter()

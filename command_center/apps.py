@@ -8,8 +8,9 @@ class CommandCenterConfig(AppConfig):
     verbose_name = "Command Center"
 
     def ready(self) -> None:
-        from command_center.broadcast import broadcaster
-        from sessions_app import hooks
+        # The broadcaster imports models: only once the app registry is ready.
+        from command_center.broadcast import broadcaster  # noqa: PLC0415
+        from sessions_app import hooks  # noqa: PLC0415
 
         hooks.register("session_changed", broadcaster.session_changed)
         hooks.register("sessions_deleted", broadcaster.sessions_deleted)

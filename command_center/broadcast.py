@@ -160,7 +160,8 @@ class Broadcaster:
             messages = await sync_to_async(_load, thread_sensitive=False)(ids)
             messages += deleted_messages(deleted)
             layer = get_channel_layer()
-            assert layer is not None
+            if layer is None:
+                raise RuntimeError("CHANNEL_LAYERS is not configured")
             for message in messages:
                 for group in groups_for_session(message):
                     await layer.group_send(group, {"type": MESSAGE_TYPE, "session": message})

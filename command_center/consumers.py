@@ -80,8 +80,7 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
-        if self._counts_task_running():
-            assert self._counts_task is not None
+        if self._counts_task is not None and not self._counts_task.done():
             self._counts_task.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

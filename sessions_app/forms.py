@@ -15,7 +15,7 @@ from sessions_app import policies
 from sessions_app.models import Agent
 
 
-class AgentPolicyForm(forms.ModelForm):
+class AgentPolicyForm(forms.ModelForm[Agent]):
     class Meta:
         model = Agent
         fields = list(policies.POLICY_FIELDS)

@@ -129,7 +129,11 @@ def transition(
         if error_message:
             payload["error"] = {"code": error_code or "", "message": error_message}
         append_system_event(
-            session, type=EventType.STATUS_CHANGE, actor=actor, payload=payload, event_id=event_id
+            session,
+            event_type=EventType.STATUS_CHANGE,
+            actor=actor,
+            payload=payload,
+            event_id=event_id,
         )
         hooks.session_changed(session.pk)
     return TransitionResult(session, True, current)
@@ -138,7 +142,7 @@ def transition(
 def append_system_event(
     session: AgentSession,
     *,
-    type: str,
+    event_type: str,
     actor: str,
     payload: dict[str, Any],
     event_id: str | None = None,
@@ -154,7 +158,7 @@ def append_system_event(
             session=session,
             seq=seq,
             event_id=event_id or f"srv-{uuid.uuid4()}",
-            type=type,
+            type=event_type,
             actor=actor,
             payload=payload,
             redactions=redactions or {},

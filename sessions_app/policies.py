@@ -102,7 +102,8 @@ def policy_value(agent: Agent, field: str) -> int:
     low, high = POLICY_BOUNDS[field]
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise BrokenPolicy(f"agent {agent.pk} ({agent.name}) has {field}={value!r}")
-    return value
+    checked: int = value
+    return checked
 
 
 def sane_policy_q(field: str) -> Q:

@@ -32,7 +32,8 @@ class TokenAuth(HttpBearer):
 
 def caller(request: HttpRequest) -> TokenAccess:
     access: Any = getattr(request, "auth", None)
-    assert isinstance(access, TokenAccess), "the operation must require TokenAuth"
+    if not isinstance(access, TokenAccess):
+        raise TypeError("the operation must require TokenAuth")
     return access
 
 

@@ -10,7 +10,8 @@ from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest
-from ninja import Query, Router
+from ninja import Router
+from ninja.params.functions import Query
 
 from sessions_app import selectors, services
 from sessions_app.api import serializers as out

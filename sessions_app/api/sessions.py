@@ -9,7 +9,8 @@ from uuid import UUID
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from ninja import Query, Router, Status
+from ninja import Router, Status
+from ninja.params.functions import Query
 from ninja.decorators import decorate_view
 
 from sessions_app import selectors, services

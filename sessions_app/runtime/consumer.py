@@ -73,9 +73,9 @@ def _token_from_scope(scope: dict[str, Any]) -> str:
         if name == b"authorization":
             scheme, _, token = value.decode("latin1").partition(" ")
             if scheme.lower() == "bearer":
-                return token.strip()
+                return str(token).strip()
     query = parse_qs(scope.get("query_string", b"").decode("latin1"))
-    return (query.get("token") or [""])[0]
+    return str((query.get("token") or [""])[0])
 
 
 class RuntimeConsumer(AsyncWebsocketConsumer):

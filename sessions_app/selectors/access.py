@@ -35,7 +35,7 @@ class Access:
 
 def access_for(user: Any) -> Access:
     cached = getattr(user, "_scc_access", None)
-    if cached is not None:
+    if isinstance(cached, Access):
         return cached
     if not getattr(user, "is_authenticated", False):
         access = Access(None, False, frozenset(), frozenset(), frozenset(), frozenset())

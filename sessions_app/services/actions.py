@@ -144,7 +144,7 @@ def checkpoint_decide(
         session.refresh_from_db()
         lifecycle.append_system_event(
             session,
-            type=EventType.CHECKPOINT,
+            event_type=EventType.CHECKPOINT,
             actor=user.get_username(),
             payload={"state": state, "name": session.checkpoint_name, "note": redacted},
             redactions=counts,
@@ -190,7 +190,7 @@ def message_send(*, session: AgentSession, user: Any, text: str) -> RuntimeComma
             )
         lifecycle.append_system_event(
             session,
-            type=EventType.MESSAGE,
+            event_type=EventType.MESSAGE,
             actor=user.get_username(),
             payload=payload,
             redactions=counts,

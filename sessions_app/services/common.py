@@ -31,7 +31,7 @@ def require_view(user: Any, session: AgentSession) -> None:
 def action_event(session: AgentSession, *, user: Any, action: str, **extra: Any) -> None:
     lifecycle.append_system_event(
         session,
-        type=EventType.ACTION,
+        event_type=EventType.ACTION,
         actor=user.get_username(),
         payload={"action": action, "by": user.get_username(), **extra},
     )

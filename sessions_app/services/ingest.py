@@ -148,7 +148,7 @@ def events_record(
 
 
 def _apply_event_effects(
-    session: AgentSession, type: str, payload: Mapping[str, Any], changes: dict[str, Any]
+    session: AgentSession, event_type: str, payload: Mapping[str, Any], changes: dict[str, Any]
 ) -> None:
     """Fold one event into the session's denormalised fields (kept on `session` and in
     `changes`, written once per batch)."""
@@ -157,11 +157,11 @@ def _apply_event_effects(
         setattr(session, field, value)
         changes[field] = value
 
-    if type == EventType.MESSAGE:
+    if event_type == EventType.MESSAGE:
         put("message_count", session.message_count + 1)
         if payload.get("role") == "agent":
             put("turns", session.turns + 1)
-    elif type == EventType.STEP:
+    elif event_type == EventType.STEP:
         index = _as_int(payload.get("index"))
         total = _as_int(payload.get("total"))
         if total is not None:
@@ -170,20 +170,20 @@ def _apply_event_effects(
             put("current_step", index)
         if payload.get("name"):
             put("current_step_name", str(payload["name"])[:200])
-    elif type == EventType.PROGRESS:
+    elif event_type == EventType.PROGRESS:
         for field in ("current_step", "total_steps", "turns", "message_count"):
             value = _as_int(payload.get(field))
             if value is not None:
                 put(field, value)
-    elif type == EventType.CHECKPOINT:
+    elif event_type == EventType.CHECKPOINT:
         state = payload.get("state")
         if state in ("awaiting", "approved", "rejected"):
             put("checkpoint_state", state)
             put("checkpoint_name", str(payload.get("name", ""))[:200])
-    elif type == EventType.ERROR:
+    elif event_type == EventType.ERROR:
         put("error_code", str(payload.get("code", ""))[:100])
         put("error_message", str(payload.get("message", "")))
-    elif type == EventType.AGENT_STATUS:
+    elif event_type == EventType.AGENT_STATUS:
         put("agent_status", payload.get("status", ""))
 
 
@@ -215,5 +215,9 @@ def _apply_status_event(
         if reason:
             unchanged["reason"] = reason
         lifecycle.append_system_event(
-            session, type=EventType.STATUS_CHANGE, actor=actor, payload=unchanged, event_id=event_id
+            session,
+            event_type=EventType.STATUS_CHANGE,
+            actor=actor,
+            payload=unchanged,
+            event_id=event_id,
         )

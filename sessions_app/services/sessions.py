@@ -156,7 +156,7 @@ def session_create(
         session.save(force_insert=True)
         lifecycle.append_system_event(
             session,
-            type=EventType.STATUS_CHANGE,
+            event_type=EventType.STATUS_CHANGE,
             actor=actor,
             payload={"from": None, "to": status, "reason": "created"},
         )

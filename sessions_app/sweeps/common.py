@@ -64,7 +64,7 @@ class Seconds(Func):
         return self.as_sql(compiler, connection, template="(%(expressions)s * 1000000)", **extra)
 
 
-def _deadline(start: Any, seconds: Any) -> ExpressionWrapper:
+def _deadline(start: Any, seconds: Any) -> ExpressionWrapper[Any]:
     return ExpressionWrapper(start + Seconds(seconds), output_field=DateTimeField())
 
 

@@ -105,7 +105,7 @@ def _stop_grace(now: datetime, report: SweepReport, batch_size: int, budget: _Bu
                 return None
             lifecycle.append_system_event(
                 session,
-                type=EventType.MESSAGE,
+                event_type=EventType.MESSAGE,
                 actor=ACTOR,
                 payload={
                     "role": "system",
@@ -158,8 +158,9 @@ def max_duration_due(
         # Ordering by the indexed expression matters as much as filtering on it: PostgreSQL keeps
         # no usable statistics for a partial expression index, so only an ordered, LIMITed scan
         # makes the index the obvious plan.
+        # Constant SQL; the only value is passed as a parameter.
         by_timeout = base.annotate(
-            deadline=RawSQL(SESSION_DEADLINE_SQL, (), output_field=DateTimeField())
+            deadline=RawSQL(SESSION_DEADLINE_SQL, (), output_field=DateTimeField())  # noqa: S611
         ).filter(deadline__lte=RawSQL("timezone('UTC', %s)", (now,)))
     else:
         by_timeout = base.annotate(deadline=_deadline(start, F("timeout_seconds"))).filter(
@@ -293,8 +294,8 @@ def _idle_chat(session: AgentSession, idle_for: str) -> str | None:
         # Going idle is not activity (touch=False), so "idle for another idle timeout" is
         # measured from when the chat went idle.
         idle_s = policy_value(session.agent, "idle_timeout_seconds")
-        assert session.status_changed_at is not None
-        if session.status_changed_at > timezone.now() - timedelta(seconds=idle_s):
+        changed = session.status_changed_at or session.created_at
+        if changed > timezone.now() - timedelta(seconds=idle_s):
             return None
         reason = f"idle for {idle_for}"
         result = lifecycle.transition(
@@ -327,7 +328,7 @@ def _flag_stalled(session: AgentSession, idle_for: str) -> str | None:
     # Deliberately not touching last_activity_at: flagging is not a sign of life.
     lifecycle.append_system_event(
         session,
-        type=EventType.ACTION,
+        event_type=EventType.ACTION,
         actor=ACTOR,
         payload={"action": "flag_stalled", "by": ACTOR, "reason": reason},
     )

@@ -114,7 +114,8 @@ def test_create_token_prints_a_token_that_works(world: Any, capsys: Any) -> None
     )
     out, err = capsys.readouterr()
     raw = out.strip()
-    assert raw.startswith("scc_") and "\n" not in raw
+    assert raw.startswith("scc_")
+    assert "\n" not in raw
     assert "shown once" in err
     assert Api(raw).get("/token").json()["agents"] == [world.agent.pk]
 

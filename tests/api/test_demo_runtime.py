@@ -140,7 +140,8 @@ def test_it_plays_every_kind_through_the_api(
     kinds = Counter(s.kind for s in sessions)
     assert set(kinds) == {"flow_run", "background_task", "chat"}
     statuses = Counter(s.status for s in sessions)
-    assert statuses["completed"] and statuses["failed"]
+    assert statuses["completed"]
+    assert statuses["failed"]
     flows = [s for s in sessions if s.kind == "flow_run" and s.status == "completed"]
     assert all(3 <= s.total_steps <= 7 and s.current_step == s.total_steps for s in flows)
     assert any(s.parent_id and s.kind == "background_task" for s in sessions)
@@ -310,7 +311,7 @@ def test_parse_mix() -> None:
     assert parse_mix("flow=2,task=1,chat=2") == {"flow_run": 2, "background_task": 1, "chat": 2}
     assert parse_mix("chat=1") == {"chat": 1}
     for bad in ("flow", "boat=1", "flow=x", "flow=-1", "flow=0"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"."):
             parse_mix(bad)
 
 

@@ -144,7 +144,8 @@ def test_an_illegal_transition_is_a_409_naming_from_and_to_and_stores_nothing(
     body = error(response)
     assert body["code"] == "illegal_transition"
     assert body["details"] == {"kind": "flow_run", "from": "completed", "to": "running"}
-    assert "completed" in body["message"] and "running" in body["message"]
+    assert "completed" in body["message"]
+    assert "running" in body["message"]
     assert SessionEvent.objects.filter(session=flow).count() == count
 
 

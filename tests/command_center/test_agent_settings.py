@@ -65,7 +65,8 @@ def test_an_unknown_agent_is_404(client, world) -> None:
 
 def test_anonymous_users_are_sent_to_log_in(client, world) -> None:
     resp = client.get(url(world.agent))
-    assert resp.status_code == 302 and reverse("login") in resp["Location"]
+    assert resp.status_code == 302
+    assert reverse("login") in resp["Location"]
 
 
 def test_saving_changes_the_policy_and_records_who_changed_what(client, world) -> None:
@@ -74,7 +75,8 @@ def test_saving_changes_the_policy_and_records_who_changed_what(client, world) -
         url(world.agent),
         form_data(world.agent, idle_timeout_seconds=900, max_concurrent_sessions_per_user=3),
     )
-    assert resp.status_code == 302 and resp["Location"] == url(world.agent)
+    assert resp.status_code == 302
+    assert resp["Location"] == url(world.agent)
     agent = Agent.objects.get(pk=world.agent.pk)
     assert (agent.idle_timeout_seconds, agent.max_concurrent_sessions_per_user) == (900, 3)
     change = PolicyChange.objects.get()

@@ -33,7 +33,9 @@ async def connect(user: Any, query: str) -> WebsocketCommunicator:
 
 
 async def receive_until(
-    communicator: WebsocketCommunicator, needle: str, timeout: float = 5
+    communicator: WebsocketCommunicator,
+    needle: str,
+    timeout: float = 5,  # noqa: ASYNC109 - bounds each receive, as WebsocketCommunicator's own
 ) -> str:
     """Collect frames until one contains needle (pushes for panel counts etc. may come first)."""
     seen = []
@@ -79,8 +81,10 @@ async def test_connect_sends_a_snapshot_of_list_and_panel(world) -> None:
     )
     communicator = await connect(world.owner, "view=list")
     snapshot = await communicator.receive_from(timeout=5)
-    assert 'id="session-list"' in snapshot and 'id="cc-panel-body"' in snapshot
-    assert f'id="session-{mine.pk}"' in snapshot and "Snapshot me" in snapshot
+    assert 'id="session-list"' in snapshot
+    assert 'id="cc-panel-body"' in snapshot
+    assert f'id="session-{mine.pk}"' in snapshot
+    assert "Snapshot me" in snapshot
     await communicator.disconnect()
 
 
@@ -105,7 +109,8 @@ async def test_a_filter_hides_a_non_matching_session(world) -> None:
     chat = await sync_to_async(f.make_session)(world.agent, world.owner, Kind.CHAT, title="A chat")
     frames = "".join(await drain(communicator))
     # The flow reaches the (unfiltered) panel but never the filtered list.
-    assert "#rows-live" in frames and 'class="row' in frames
+    assert "#rows-live" in frames
+    assert 'class="row' in frames
     rows_inserted = re.findall(
         r'afterbegin:#rows-(?:live|rest)">\s*<a id="session-([0-9a-f-]+)"', frames
     )
@@ -133,7 +138,8 @@ async def test_someone_elses_chat_is_not_pushed_to_a_project_developer(world) ->
         world.agent, world.owner, Kind.FLOW_RUN, title="Shared"
     )
     frames = "".join(await drain(communicator))
-    assert str(chat.pk) not in frames and "Private" not in frames
+    assert str(chat.pk) not in frames
+    assert "Private" not in frames
     assert str(flow.pk) in frames
     await communicator.disconnect()
 
@@ -167,7 +173,8 @@ async def test_detail_view_appends_new_events(world) -> None:
     s = await sync_to_async(f.make_session)(world.agent, world.owner, Kind.CHAT)
     communicator = await connect(world.owner, f"view=detail&session={s.pk}")
     snapshot = await communicator.receive_from(timeout=5)
-    assert 'id="detail-header"' in snapshot and 'id="transcript"' in snapshot
+    assert 'id="detail-header"' in snapshot
+    assert 'id="transcript"' in snapshot
     await sync_to_async(services.events_record)(
         session=s,
         events=[

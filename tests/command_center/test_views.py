@@ -31,8 +31,10 @@ def test_the_sessions_page_lists_visible_sessions_only(owner_client, world) -> N
     f.make_session(world.other_agent, world.other_admin, Kind.FLOW_RUN, title="Other tenant")
     f.make_session(world.agent, world.developer, Kind.CHAT, title="Someone's chat")
     body = owner_client.get(reverse("sessions")).content.decode()
-    assert "Mine to see" in body and f"#{mine.short_id}" in body
-    assert "Other tenant" not in body and "Someone&#x27;s chat" not in body
+    assert "Mine to see" in body
+    assert f"#{mine.short_id}" in body
+    assert "Other tenant" not in body
+    assert "Someone&#x27;s chat" not in body
 
 
 def test_rows_show_progress_status_and_error(owner_client, world) -> None:
@@ -52,15 +54,18 @@ def test_rows_show_progress_status_and_error(owner_client, world) -> None:
         actor="rt",
     )
     body = owner_client.get(reverse("sessions")).content.decode()
-    assert "Step 2 of 5" in body and 'value="40"' in body
-    assert "badge-problem" in body and "Disk full on runner" in body
+    assert "Step 2 of 5" in body
+    assert 'value="40"' in body
+    assert "badge-problem" in body
+    assert "Disk full on runner" in body
 
 
 def test_filters_live_in_the_url(owner_client, world) -> None:
     f.make_session(world.agent, world.owner, Kind.FLOW_RUN, title="A flow")
     f.make_session(world.agent, world.owner, Kind.CHAT, title="A chat")
     body = owner_client.get(reverse("sessions") + "?kind=chat").content.decode()
-    assert "A chat" in body and "A flow" not in body
+    assert "A chat" in body
+    assert "A flow" not in body
     assert "ws/command-center/?kind=chat&amp;view=list" in body
 
 
@@ -120,14 +125,18 @@ def test_detail_views_render_each_kind(owner_client, world) -> None:
         actor="rt",
     )
     body = owner_client.get(reverse("session_detail", args=[flow.pk])).content.decode()
-    assert "step-done" in body and "Fetch" in body and "step-current" in body and "Build" in body
+    assert "step-done" in body
+    assert "Fetch" in body
+    assert "step-current" in body
+    assert "Build" in body
 
     parent = f.make_session(world.agent, world.owner, Kind.CHAT)
     task = f.make_session(
         world.agent, world.owner, Kind.BACKGROUND_TASK, status="running", parent=parent
     )
     body = owner_client.get(reverse("session_detail", args=[task.pk])).content.decode()
-    assert "State history" in body and "Spawned from" in body
+    assert "State history" in body
+    assert "Spawned from" in body
 
     services.events_record(
         session=parent,
@@ -144,11 +153,14 @@ def test_detail_views_render_each_kind(owner_client, world) -> None:
         actor="rt",
     )
     body = owner_client.get(reverse("session_detail", args=[parent.pk])).content.decode()
-    assert "Fix the timeout" in body and 'id="composer"' in body
+    assert "Fix the timeout" in body
+    assert 'id="composer"' in body
     assert "config.yaml:3" in body  # the result is folded into its call's block
     assert body.count("Tool result") == 0
-    assert 'class="d-del">-t: 5' in body and 'class="d-add">+t: 15' in body
-    assert "Spawned sessions" in body and task.title in body
+    assert 'class="d-del">-t: 5' in body
+    assert 'class="d-add">+t: 15' in body
+    assert "Spawned sessions" in body
+    assert task.title in body
 
 
 def test_an_invisible_session_is_a_404(owner_client, world) -> None:
@@ -166,7 +178,8 @@ def test_actions_change_state_and_return_the_header(owner_client, world) -> None
         reverse("session_action", args=[s.pk, "pause"]), HTTP_HX_REQUEST="true"
     )
     assert resp.status_code == 200
-    assert 'id="detail-header"' in resp.content.decode() and "Resume" in resp.content.decode()
+    assert 'id="detail-header"' in resp.content.decode()
+    assert "Resume" in resp.content.decode()
     s.refresh_from_db()
     assert s.status == "paused"
     assert RuntimeCommand.objects.filter(session=s, kind="pause").exists()
@@ -197,13 +210,15 @@ def test_the_composer_sends_a_message_as_a_runtime_command(owner_client, world) 
     resp = owner_client.post(
         reverse("session_message", args=[s.pk]), {"text": "Ship it"}, HTTP_HX_REQUEST="true"
     )
-    assert resp.status_code == 200 and "Sent to the runtime" in resp.content.decode()
+    assert resp.status_code == 200
+    assert "Sent to the runtime" in resp.content.decode()
     assert RuntimeCommand.objects.get(session=s).payload == {"text": "Ship it"}
     assert SessionEvent.objects.filter(session=s, type="message", payload__text="Ship it").exists()
     empty = owner_client.post(
         reverse("session_message", args=[s.pk]), {"text": "  "}, HTTP_HX_REQUEST="true"
     )
-    assert empty.status_code == 422 and "must not be empty" in empty.content.decode()
+    assert empty.status_code == 422
+    assert "must not be empty" in empty.content.decode()
 
 
 def test_long_transcripts_are_paged_by_seq(owner_client, world) -> None:
@@ -216,7 +231,8 @@ def test_long_transcripts_are_paged_by_seq(owner_client, world) -> None:
         actor="rt",
     )
     body = owner_client.get(reverse("session_detail", args=[s.pk])).content.decode()
-    assert body.count('class="ev ') == 100 and "Load earlier events" in body
+    assert body.count('class="ev ') == 100
+    assert "Load earlier events" in body
     first_shown = min(int(x.split('"')[0]) for x in body.split('data-seq="')[1:])
     older = owner_client.get(
         reverse("session_events", args=[s.pk]) + f"?before={first_shown}"
@@ -272,7 +288,8 @@ def test_transfer_to_a_stranger_is_a_400_naming_them(owner_client, world) -> Non
     resp = owner_client.post(
         reverse("session_transfer", args=[s.pk]), {"to": "other_admin"}, HTTP_HX_REQUEST="true"
     )
-    assert resp.status_code == 400 and "other_admin" in resp.content.decode()
+    assert resp.status_code == 400
+    assert "other_admin" in resp.content.decode()
     assert not AgentSession.objects.filter(transferred_from=s).exists()
 
 
@@ -280,7 +297,8 @@ def test_delete_needs_the_right_to_act(client, world) -> None:
     s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
     client.force_login(world.developer)
     resp = client.post(reverse("session_delete", args=[s.pk]), HTTP_HX_REQUEST="true")
-    assert resp.status_code == 403 and AgentSession.objects.filter(pk=s.pk).exists()
+    assert resp.status_code == 403
+    assert AgentSession.objects.filter(pk=s.pk).exists()
     client.force_login(world.owner)
     resp = client.post(reverse("session_delete", args=[s.pk]), HTTP_HX_REQUEST="true")
     assert resp["HX-Redirect"] == reverse("sessions")

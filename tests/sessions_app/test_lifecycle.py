@@ -129,7 +129,8 @@ def test_transition_applies_exactly_the_allowed_pairs(world, kind, from_status, 
     else:
         with pytest.raises(IllegalTransition) as exc:
             lifecycle.transition(session, to_status, actor="t")
-        assert from_status in str(exc.value) and to_status in str(exc.value)
+        assert from_status in str(exc.value)
+        assert to_status in str(exc.value)
         assert Kind(kind).label.lower() in str(exc.value)
         session.refresh_from_db()
         assert session.status == from_status
@@ -163,7 +164,8 @@ def test_transition_bumps_version_sets_timestamps_and_broadcasts_after_commit(
     broadcasts.clear()
     v = session.version
     lifecycle.transition(session, Status.RUNNING, actor="t")
-    assert session.version == v + 1 and session.started_at is not None
+    assert session.version == v + 1
+    assert session.started_at is not None
     lifecycle.transition(session, Status.COMPLETED, actor="t")
     assert session.ended_at is not None
     assert broadcasts == [session.pk, session.pk]
@@ -178,9 +180,14 @@ def test_no_broadcast_when_the_transaction_rolls_back(world, broadcasts) -> None
 
     session = f.make_session(world.agent, world.owner, Kind.FLOW_RUN)
     broadcasts.clear()
-    with pytest.raises(RuntimeError), transaction.atomic():
-        lifecycle.transition(session, Status.RUNNING, actor="t")
-        raise RuntimeError("boom")
+
+    def change_then_fail() -> None:
+        with transaction.atomic():
+            lifecycle.transition(session, Status.RUNNING, actor="t")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        change_then_fail()
     assert broadcasts == []
     session.refresh_from_db()
     assert session.status == Status.PENDING

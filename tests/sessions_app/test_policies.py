@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from sessions_app import errors, hooks, lifecycle, policies, selectors, services, states, sweeps
+from sessions_app import errors, hooks, lifecycle, selectors, services, states, sweeps
 from sessions_app.models import (
     Agent,
     AgentSession,
@@ -208,7 +208,9 @@ def test_a_run_with_no_event_for_the_idle_timeout_is_flagged_stalled_not_killed(
     assert s.status == Status.RUNNING
     assert s.status_group == Group.ATTENTION
     flag = s.events.order_by("-seq").first()
-    assert flag is not None and flag.type == "action" and flag.actor == "policy"
+    assert flag is not None
+    assert flag.type == "action"
+    assert flag.actor == "policy"
     assert flag.payload == {
         "action": "flag_stalled",
         "by": "policy",
@@ -322,7 +324,8 @@ def test_max_duration_counts_from_the_start_not_the_creation(clock, agent, world
 
 def test_a_run_that_never_started_counts_from_its_creation(clock, agent, world) -> None:
     s = f.make_session(agent, world.owner, Kind.BACKGROUND_TASK, timeout_seconds=300)
-    assert s.status == Status.QUEUED and s.started_at is None
+    assert s.status == Status.QUEUED
+    assert s.started_at is None
     at(clock, seconds=299)
     sweeps.policy_sweep()
     assert fresh(s).status == Status.QUEUED
@@ -369,7 +372,8 @@ def test_a_stop_the_runtime_does_not_confirm_within_the_grace_ends_stopped_with_
         "to": "stopped",
         "reason": "the runtime did not confirm the stop within 2 min",
     }
-    assert note.type == "message" and note.payload["role"] == "system"
+    assert note.type == "message"
+    assert note.payload["role"] == "system"
     assert "did not confirm the stop within 2 min" in note.payload["text"]
 
 
@@ -499,7 +503,8 @@ def test_open_and_stopped_sessions_are_not_archived(clock, agent, world) -> None
     stopped = flow(agent, world.owner, status=Status.STOPPED)
     at(clock, days=DAYS * 2)
     sweeps.archive_sweep()
-    assert fresh(running).archived_at is None and fresh(stopped).archived_at is None
+    assert fresh(running).archived_at is None
+    assert fresh(stopped).archived_at is None
 
 
 # --- retention ----------------------------------------------------------------------------------
@@ -791,4 +796,5 @@ def test_a_sweep_change_is_not_activity(clock, agent, world) -> None:
     # Retention and the Active Now window still count from the last real activity.
     assert after.last_activity_at == before.last_activity_at
     assert after.expires_at == before.expires_at
-    assert after.status_changed_at is not None and after.status_changed_at > before.last_activity_at
+    assert after.status_changed_at is not None
+    assert after.status_changed_at > before.last_activity_at

@@ -63,7 +63,8 @@ def test_two_threads_making_conflicting_transitions_leave_one_winner(world) -> N
     results = run_together(2, move)
     winners = [r for r in results if isinstance(r, lifecycle.TransitionResult) and r.changed]
     losers = [r for r in results if isinstance(r, errors.IllegalTransition)]
-    assert len(winners) == 1 and len(losers) == 1
+    assert len(winners) == 1
+    assert len(losers) == 1
     session.refresh_from_db()
     assert session.status == winners[0].session.status
     terminal_events = SessionEvent.objects.filter(session=session, payload__to__in=targets)

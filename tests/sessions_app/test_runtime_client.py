@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -301,7 +301,7 @@ def refused(status: int) -> Exception:
 
 
 @pytest.fixture
-def sockets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., list[dict[str, Any]]]]:
+def sockets(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[dict[str, Any]]]:
     """sockets(*connections): each connect() gets the next scripted socket (or raises)."""
     script: list[Any] = []
     calls: list[dict[str, Any]] = []
@@ -321,7 +321,7 @@ def sockets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., list[dict
         script.extend(connections)
         return calls
 
-    yield load
+    return load
 
 
 def test_websocket_commands_are_acknowledged_as_delivered_and_survive_a_reconnect(

@@ -186,7 +186,8 @@ def test_transfer_hands_a_live_session_to_another_person(world) -> None:
     successor = services.session_transfer(session=s, user=world.owner, to_user=world.developer)
     s.refresh_from_db()
     assert (s.status, s.stop_reason) == ("stopped", "transfer")
-    assert successor.owner == world.developer and successor.transferred_from_id == s.pk
+    assert successor.owner == world.developer
+    assert successor.transferred_from_id == s.pk
 
 
 def test_checkpoint_reject_marks_a_problem_and_tells_the_runtime(world) -> None:
@@ -211,15 +212,18 @@ def test_checkpoint_reject_marks_a_problem_and_tells_the_runtime(world) -> None:
 def test_message_to_an_idle_chat_brings_it_back_to_running(world) -> None:
     s = f.make_session(world.agent, world.owner, Kind.CHAT, status="idle")
     command = services.message_send(session=s, user=world.owner, text="  still there? ")
-    assert s.status == "running" and s.message_count == 1
-    assert command.kind == "message" and command.payload == {"text": "still there?"}
+    assert s.status == "running"
+    assert s.message_count == 1
+    assert command.kind == "message"
+    assert command.payload == {"text": "still there?"}
 
 
 def test_tokens_are_hashed_at_rest(world) -> None:
     token, raw = services.token_create(
         tenant=world.tenant, kind="runtime", name="rt", user=world.admin, agents=[world.agent]
     )
-    assert raw.startswith("scc_") and raw not in token.token_hash
+    assert raw.startswith("scc_")
+    assert raw not in token.token_hash
     assert token.token_hash == services.hash_token(raw)
     with pytest.raises(errors.InvalidInput, match="workspace"):
         services.token_create(
