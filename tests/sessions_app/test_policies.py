@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from sessions_app import errors, hooks, lifecycle, policies, selectors, services, states, sweeps
+from sessions_app import errors, hooks, lifecycle, selectors, services, states, sweeps
 from sessions_app.models import (
     Agent,
     AgentSession,

@@ -67,7 +67,9 @@ def test_model_override_needs_policy_and_caller_permission(world) -> None:
         f.make_session(world.agent, world.owner, model="claude-sonnet")
     with pytest.raises(errors.InvalidInput, match="must be one of"):
         f.make_session(world.agent, world.owner, model="llama", requested_by=world.agent.owner)
-    s = f.make_session(world.agent, world.owner, model="claude-sonnet", requested_by=world.agent.owner)
+    s = f.make_session(
+        world.agent, world.owner, model="claude-sonnet", requested_by=world.agent.owner
+    )
     assert s.model == "claude-sonnet"
 
 
