@@ -10,8 +10,8 @@ from uuid import UUID
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Router, Status
-from ninja.params.functions import Query
 from ninja.decorators import decorate_view
+from ninja.params.functions import Query
 
 from sessions_app import selectors, services
 from sessions_app.api import serializers as out

@@ -30,12 +30,12 @@ def new_event_id() -> str:
 
 
 def event(
-    type: str, payload: Mapping[str, Any], *, event_id: str | None = None, actor: str = ""
+    event_type: str, payload: Mapping[str, Any], *, event_id: str | None = None, actor: str = ""
 ) -> dict[str, Any]:
     """One event for post_events(). The id is fixed here, so every retry reuses it."""
     item: dict[str, Any] = {
         "event_id": event_id or new_event_id(),
-        "type": type,
+        "type": event_type,
         "payload": storable(dict(payload)),
     }
     if actor:
@@ -105,8 +105,8 @@ class EventBatch:
     def __len__(self) -> int:
         return len(self.pending)
 
-    def add(self, type: str, payload: Mapping[str, Any], *, actor: str = "") -> str:
-        item = event(type, payload, actor=actor)
+    def add(self, event_type: str, payload: Mapping[str, Any], *, actor: str = "") -> str:
+        item = event(event_type, payload, actor=actor)
         self.pending.append(item)
         return str(item["event_id"])
 

@@ -26,5 +26,6 @@ class Backoff:
         n = 0
         while self.attempts is None or n < self.attempts - 1:
             n += 1
-            yield delay * (1 + random.uniform(-self.jitter, self.jitter))
+            # Jitter spreads reconnects; it protects nothing, so no CSPRNG.
+            yield delay * (1 + random.uniform(-self.jitter, self.jitter))  # noqa: S311
             delay = min(self.maximum, delay * self.factor)

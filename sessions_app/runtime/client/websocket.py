@@ -29,8 +29,10 @@ class WebsocketDropped(Exception):
 
 
 def websockets_available() -> bool:
+    # The client is vendored by runtimes that may not install `websockets`: imported lazily,
+    # and its absence only means long-polling.
     try:
-        import websockets.sync.client  # noqa: F401
+        import websockets.sync.client  # noqa: F401, PLC0415
     except ImportError:
         return False
     return True
@@ -38,8 +40,8 @@ def websockets_available() -> bool:
 
 def websocket_commands(url: str, token: str, stop: threading.Event) -> Iterator[dict[str, Any]]:
     """Yield commands from one connection until `stop` is set or the connection ends."""
-    from websockets.exceptions import InvalidHandshake, InvalidStatus
-    from websockets.sync.client import connect
+    from websockets.exceptions import InvalidHandshake, InvalidStatus  # noqa: PLC0415
+    from websockets.sync.client import connect  # noqa: PLC0415
 
     try:
         with connect(
@@ -60,7 +62,7 @@ def websocket_commands(url: str, token: str, stop: threading.Event) -> Iterator[
 
 
 def _receive(ws: Any, stop: threading.Event) -> Iterator[dict[str, Any]]:
-    from websockets.exceptions import ConnectionClosed
+    from websockets.exceptions import ConnectionClosed  # noqa: PLC0415
 
     while not stop.is_set():
         try:
