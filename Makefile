@@ -4,7 +4,7 @@ PY := .venv/bin/python
 # uv is bootstrapped with pip when the machine does not have it.
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test check lint typecheck pytest bench clean
 
 .venv/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -28,6 +28,11 @@ pytest: .venv/.synced
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The fast inner loop: lint, types and the tests that need no real processes or browser.
+check: lint typecheck
+	@if [ -z "$$REDIS_URL" ]; then $(PY) -m config.embedded ensure-redis; fi
+	$(PY) -m pytest -q -m "not integration and not browser and not slow" $(PYTEST_ARGS)
 
 bench: .venv/.synced
 	$(PY) bench/redaction_bench.py

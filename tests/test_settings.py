@@ -12,6 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Each case starts a fresh Python process to watch settings refuse a bad value.
+pytestmark = pytest.mark.integration
+
+
 def _start(env_overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(env_overrides)

@@ -120,6 +120,7 @@ def test_the_client_drives_the_api_end_to_end(
 # --- the demo runtime -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_it_plays_every_kind_through_the_api(
     world: World, runtime_token: str, in_process: Any
 ) -> None:
@@ -164,6 +165,7 @@ def test_it_plays_every_kind_through_the_api(
     assert not AgentSession.objects.exclude(kind="chat").filter(live=True).exists()
 
 
+@pytest.mark.slow
 def test_it_obeys_pause_resume_and_stop(world: World, setup: tuple[Demo, Clock]) -> None:
     demo, clock = setup
     player = demo.start_session("flow_run")
@@ -196,6 +198,7 @@ def test_it_obeys_pause_resume_and_stop(world: World, setup: tuple[Demo, Clock])
     assert status_of(player.id) == "completed"
 
 
+@pytest.mark.slow
 def test_it_cancels_when_cancelled(world: World, setup: tuple[Demo, Clock]) -> None:
     demo, clock = setup
     player = demo.start_session("background_task")
@@ -210,6 +213,7 @@ def test_it_cancels_when_cancelled(world: World, setup: tuple[Demo, Clock]) -> N
     assert command_status(player.id) == [("cancel", "applied")]
 
 
+@pytest.mark.slow
 def test_a_chat_message_gets_a_reply_even_after_the_script_ended(
     world: World, setup: tuple[Demo, Clock]
 ) -> None:
@@ -236,6 +240,7 @@ def test_a_chat_message_gets_a_reply_even_after_the_script_ended(
     assert all(status == "applied" for _, status in command_status(player.id))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("approve", "final"), [(True, "completed"), (False, "failed")])
 def test_a_checkpoint_waits_for_the_operators_decision(
     world: World, runtime_token: str, in_process: Any, approve: bool, final: str
@@ -292,6 +297,7 @@ class LosesAnswers(httpx.BaseTransport):
         return response
 
 
+@pytest.mark.slow
 def test_lost_answers_are_retried_without_storing_anything_twice(
     world: World, runtime_token: str, in_process: Any
 ) -> None:

@@ -93,6 +93,7 @@ schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_applica
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
+@pytest.mark.slow
 def test_the_api_never_answers_5xx_and_matches_its_schema(
     case: Any, fuzz_data: Fixtures, shared_connection: None
 ) -> None:
