@@ -235,6 +235,7 @@ def session_export(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
             "owner": session.owner.get_username(),
             "model": session.model,
             "created_at": session.created_at.isoformat(),
+            "redactions": session.redaction_counts or {},
         },
         "events": [
             {

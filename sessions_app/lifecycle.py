@@ -9,6 +9,7 @@ by the database; "an interaction happened" is `activity_fields()`, used by every
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,28 @@ def bump(**fields: Any) -> dict[str, Any]:
     """Columns for an UPDATE that changes what a viewer sees: the version dashboards compare
     and the modification time."""
     return {**fields, "updated_at": timezone.now(), "version": F("version") + 1}
+
+
+def add_counts(totals: Mapping[str, int], counts: Mapping[str, int]) -> dict[str, int]:
+    """Per-rule redaction totals plus one more event's counts."""
+    merged = dict(totals)
+    for rule, n in counts.items():
+        merged[rule] = merged.get(rule, 0) + n
+    return merged
+
+
+def record_redactions(session: AgentSession, counts: Mapping[str, int]) -> None:
+    """Fold counts into the session's totals. The caller holds the session row lock (or the
+    write is otherwise serialised), as every writer of a session's transcript does."""
+    if not counts:
+        return
+    current = (
+        AgentSession.objects.select_for_update(no_key=True, of=("self",))
+        .values_list("redaction_counts", flat=True)
+        .get(pk=session.pk)
+    )
+    session.redaction_counts = add_counts(current or {}, counts)
+    AgentSession.objects.filter(pk=session.pk).update(redaction_counts=session.redaction_counts)
 
 
 @dataclass(frozen=True)

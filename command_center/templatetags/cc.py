@@ -58,3 +58,14 @@ ACTION_LABELS = {
 @register.filter
 def action_label(action: Any) -> str:
     return ACTION_LABELS.get(str(action), str(action).replace("_", " "))
+
+
+@register.filter
+def redaction_summary(counts: Any) -> str:
+    """{"github_token": 1, "aws_secret_access_key": 1} -> "2 credentials redacted:
+    aws_secret_access_key, github_token" (rule names and counts only, never values)."""
+    if not isinstance(counts, dict) or not counts:
+        return ""
+    total = sum(n for n in counts.values() if isinstance(n, int))
+    rules = ", ".join(sorted(str(rule) for rule in counts))
+    return f"{total} credential{'s' if total != 1 else ''} redacted: {rules}"

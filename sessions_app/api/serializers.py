@@ -23,6 +23,7 @@ def session_out(s: AgentSession) -> dict[str, Any]:
         "project": {"id": s.project_id, "name": s.project.name},
         "initiative_id": s.initiative_id,
         "parent_id": s.parent_id,
+        "redactions": s.redaction_counts or {},
         "model": s.model,
         "temperature": s.temperature,
         "max_tokens": s.max_tokens,

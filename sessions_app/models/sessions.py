@@ -132,6 +132,8 @@ class AgentSession(models.Model):
     archived_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     pinned = models.BooleanField(default=False)
+    # Credentials removed from this session's stored data, per rule (counts, never values).
+    redaction_counts = models.JSONField(default=dict, blank=True)
     version = models.PositiveIntegerField(default=1)
 
     class Meta:

@@ -149,6 +149,7 @@ def checkpoint_decide(
             payload={"state": state, "name": session.checkpoint_name, "note": redacted},
             redactions=counts,
         )
+        lifecycle.record_redactions(session, counts)
         action_event(session, user=user, action="approve" if approve else "reject")
         if approve and session.status == Status.WAITING_INPUT:
             lifecycle.transition(
@@ -195,6 +196,7 @@ def message_send(*, session: AgentSession, user: Any, text: str) -> RuntimeComma
             payload=payload,
             redactions=counts,
         )
+        lifecycle.record_redactions(session, counts)
         AgentSession.objects.filter(pk=session.pk).update(
             **lifecycle.bump(
                 message_count=F("message_count") + 1,

@@ -99,12 +99,14 @@ def events_record(
             changes.clear()
 
         new_count = 0
+        batch_counts: dict[str, int] = {}
         for event in events:
             if event.event_id in existing:
                 continue
             new_count += 1
             event_actor = default_actor(locked, event, actor)
             payload, counts = redact_payload(event.payload)
+            batch_counts = lifecycle.add_counts(batch_counts, counts)
             if event.type == EventType.STATUS_CHANGE:
                 flush()
                 _apply_status_event(locked, payload, actor=event_actor, event_id=event.event_id)
@@ -139,6 +141,11 @@ def events_record(
             changes.update(
                 lifecycle.bump(**lifecycle.activity_fields(locked.agent, now=timezone.now()))
             )
+            if batch_counts:
+                # The row is locked for the batch: its totals cannot move under us.
+                changes["redaction_counts"] = lifecycle.add_counts(
+                    locked.redaction_counts or {}, batch_counts
+                )
             flush()
             hooks.session_changed(locked.pk)
         locked.refresh_from_db()

@@ -80,8 +80,19 @@ def _clean_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
         raise InvalidInput("metadata", f"unknown keys: {', '.join(sorted(unknown))}")
     if meta.get("origin", Origin.API) not in Origin.values:
         raise InvalidInput("origin", f"must be one of {', '.join(Origin.values)}")
-    # Run metadata comes from outside (a repo URL may carry a token): redacted like a transcript.
-    return {k: redact_text(str(v)).text if k != "origin" else v for k, v in meta.items()}
+    return meta
+
+
+def _redacted_texts(values: Mapping[str, str]) -> tuple[dict[str, str], dict[str, int]]:
+    """Titles and run metadata come from outside (a repo URL may carry a token): redacted like a
+    transcript, with the counts kept for the session's redaction report."""
+    out: dict[str, str] = {}
+    totals: dict[str, int] = {}
+    for field, value in values.items():
+        result = redact_text(str(value))
+        out[field] = result.text
+        totals = lifecycle.add_counts(totals, result.counts)
+    return out, totals
 
 
 def session_create(
@@ -123,7 +134,8 @@ def session_create(
         raise InvalidInput("parent", "belongs to another workspace")
     if not user_may_use_agent(owner, agent):
         raise InvalidInput("owner", f"{owner} may not use the agent {agent.name!r}")
-    meta = _clean_metadata(metadata)
+    texts, redaction_counts = _redacted_texts({"title": title.strip(), **_clean_metadata(metadata)})
+    title = texts.pop("title")
 
     status = INITIAL[kind]
     now = timezone.now()
@@ -137,7 +149,7 @@ def session_create(
             owner=owner,
             kind=kind,
             status=status,
-            title=redact_text(title.strip()).text[:300],
+            title=title[:300],
             model=chosen_model,
             temperature=temperature,
             max_tokens=max_tokens,
@@ -148,7 +160,8 @@ def session_create(
             status_changed_at=now,
             last_activity_at=now,
             expires_at=retention_deadline(now, agent.retention_days),
-            **meta,
+            redaction_counts=redaction_counts,
+            **texts,
         )
         session.short_id = session.id.hex[:8]
         if not session.title:

@@ -82,6 +82,9 @@ class SessionOut(BaseModel):
     project: Ref
     initiative_id: int | None
     parent_id: UUID | None
+    redactions: dict[str, int] = Field(
+        description="Credentials removed from this session's stored data, per rule (counts only)"
+    )
     model: str
     temperature: float
     max_tokens: int
