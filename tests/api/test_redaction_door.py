@@ -45,7 +45,7 @@ def text_columns() -> list[tuple[type[models.Model], str]]:
 def leaks() -> list[str]:
     found = []
     for model, name in text_columns():
-        for pk, value in model.objects.values_list("pk", name):
+        for pk, value in model._default_manager.values_list("pk", name):
             text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
             for secret in SECRETS:
                 if secret in text:
