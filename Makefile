@@ -23,16 +23,16 @@ lint: .venv/.synced
 typecheck: .venv/.synced
 	$(PY) -m mypy .
 
+# Tests get their own Redis (or database number), channel prefix, queue and files, so they never
+# meet a running `make run` or another test run (config/embedded.py, run_tests).
 pytest: .venv/.synced
-	@if [ -z "$$REDIS_URL" ]; then $(PY) -m config.embedded ensure-redis; fi
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m config.embedded test $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
 # The fast inner loop: lint, types and the tests that need no real processes or browser.
 check: lint typecheck
-	@if [ -z "$$REDIS_URL" ]; then $(PY) -m config.embedded ensure-redis; fi
-	$(PY) -m pytest -q -m "not integration and not browser and not slow" $(PYTEST_ARGS)
+	$(PY) -m config.embedded test -q -m "not integration and not browser and not slow" $(PYTEST_ARGS)
 
 bench: .venv/.synced
 	$(PY) bench/redaction_bench.py

@@ -8,10 +8,12 @@ Importable without Django settings so `python -m config.embedded ensure-redis` w
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,8 +46,10 @@ def redis_is_up(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def _redis_args(port: int) -> list[str]:
-    # No persistence: the embedded Redis carries only pub/sub and the Celery queue.
+def _redis_args(port: int, var_dir: Path | None = None) -> list[str]:
+    # No persistence: the embedded Redis carries only pub/sub and the Celery queue. Its log
+    # goes to a file: start-up warnings about kernel settings are not a newcomer's to act on.
+    var_dir = var_dir or VAR_DIR
     return [
         _redis_binary(),
         "--bind",
@@ -57,9 +61,11 @@ def _redis_args(port: int) -> list[str]:
         "--appendonly",
         "no",
         "--dir",
-        str(VAR_DIR),
+        str(var_dir),
         "--loglevel",
         "warning",
+        "--logfile",
+        str(var_dir / "redis.log"),
     ]
 
 
@@ -76,8 +82,6 @@ def ensure_redis_daemon() -> int:
             "yes",
             "--pidfile",
             str(VAR_DIR / "redis.pid"),
-            "--logfile",
-            str(VAR_DIR / "redis.log"),
         ],
         check=True,
     )
@@ -102,6 +106,11 @@ def _http_is_up(port: int) -> bool:
         return False
 
 
+# How long each child may take to stop before it is killed; the demo runtime reports every
+# session it plays as stopped, one request each.
+STOP_TIMEOUTS = {"demo runtime": 30, "daphne": 10, "worker": 15, "beat": 5, "redis": 5}
+
+
 def run() -> None:
     """Run the whole product in the foreground until Ctrl-C."""
     python = sys.executable
@@ -110,20 +119,34 @@ def run() -> None:
     env = dict(os.environ)
     children: list[subprocess.Popen[bytes]] = []
 
+    names: list[str] = []
+    # Celery warns when it runs as root, which a container or a dev box often is; the worker
+    # takes no pickled messages, so there is nothing for a newcomer to act on.
+    env.setdefault("PYTHONWARNINGS", "ignore::celery.exceptions.SecurityWarning")
+
     def start(name: str, args: list[str]) -> None:
         print(f"[run] starting {name}: {' '.join(args)}", flush=True)
-        children.append(subprocess.Popen(args, env=env, cwd=BASE_DIR))  # noqa: S603 - our argv
+        # A session of its own: Ctrl-C reaches only this process, which then stops the
+        # children in order instead of all at once.
+        children.append(
+            subprocess.Popen(args, env=env, cwd=BASE_DIR, start_new_session=True)  # noqa: S603
+        )
+        names.append(name)
 
     def stop_all(*_: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        deadline = time.monotonic() + 10
-        for child in children:
+        # Reverse start order: the demo runtime first, while daphne still takes the stops it
+        # reports for its sessions; then beat, the worker, daphne, and Redis last.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for name, child in reversed(list(zip(names, children, strict=True))):
+            if child.poll() is not None:
+                continue
+            print(f"[run] stopping {name}", flush=True)
+            child.terminate()
             try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.wait(timeout=STOP_TIMEOUTS.get(name, 10))
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()
         sys.exit(0)
 
     signal.signal(signal.SIGINT, stop_all)
@@ -201,14 +224,52 @@ def run() -> None:
         time.sleep(0.5)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_tests(pytest_args: list[str]) -> int:
+    """pytest with nothing shared with a running `make run` or another test run: its own
+    channel prefix, Celery queue and files, and (unless REDIS_URL is given) its own bundled
+    Redis on a free port, stopped when the tests end."""
+    run_id = f"{os.getpid()}_{int(time.time())}"
+    tmp = Path(tempfile.mkdtemp(prefix="scc-test-"))
+    env = dict(os.environ)
+    env.setdefault("CHANNELS_PREFIX", f"scc_test_{run_id}")
+    env.setdefault("CELERY_QUEUE", f"scc_test_{run_id}")
+    env.setdefault("VAR_DIR", str(tmp))
+    redis: subprocess.Popen[bytes] | None = None
+    try:
+        if "REDIS_URL" not in env:
+            port = _free_port()
+            redis = subprocess.Popen(_redis_args(port, tmp))  # noqa: S603 - our own argv
+            _wait_for(lambda: redis_is_up(port), what=f"the tests' Redis on port {port}")
+            env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        print(
+            f"[test] Redis {env['REDIS_URL']}, channel prefix {env['CHANNELS_PREFIX']}, "
+            f"queue {env['CELERY_QUEUE']}",
+            flush=True,
+        )
+        return subprocess.call([sys.executable, "-m", "pytest", *pytest_args], env=env)  # noqa: S603
+    finally:
+        if redis is not None:
+            redis.terminate()
+            redis.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv: list[str]) -> None:
     if argv[:1] == ["ensure-redis"]:
         port = ensure_redis_daemon()
         print(f"embedded Redis is up on 127.0.0.1:{port}")
     elif argv[:1] == ["run"]:
         run()
+    elif argv[:1] == ["test"]:
+        sys.exit(run_tests(argv[1:]))
     else:
-        sys.exit("usage: python -m config.embedded ensure-redis|run")
+        sys.exit("usage: python -m config.embedded ensure-redis|run|test [pytest args]")
 
 
 if __name__ == "__main__":
