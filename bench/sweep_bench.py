@@ -196,6 +196,7 @@ def session_row(world: World, rng: random.Random, now: datetime, **values: Any) 
         "checkpoint_state": "",
         "checkpoint_name": "",
         "title": f"bench {kind} {sid.hex[:8]}",
+        "title_folded": f"bench {kind} {sid.hex[:8]}",
         "model": "gpt-4o",
         "temperature": 0.7,
         "max_tokens": 4000,

@@ -118,7 +118,7 @@ def matches(
     if text.startswith("#") and len(text) > 1:
         if not summary["short_id"].startswith(text[1:9].lower()):
             return False
-    elif text and text.lower() not in summary["title"].lower():
+    elif text and states.fold(text) not in states.fold(summary["title"]):
         return False
     return not flt.active_only or panel_section(summary, now=now) in ("needs", "active")
 

@@ -176,6 +176,13 @@ def live_expression() -> Case:
     )
 
 
+def fold(text: str) -> str:
+    """The one case fold of title search, for the stored column and the live filter alike:
+    Unicode case folding (ß ~ ss, ς ~ σ, É ~ é), which neither SQLite's ASCII-only LIKE nor
+    PostgreSQL's UPPER() gives, so the database compares pre-folded text case-sensitively."""
+    return text.casefold()
+
+
 def is_allowed(kind: str, from_status: str, to_status: str) -> bool:
     return to_status in TRANSITIONS[kind].get(from_status, frozenset())
 

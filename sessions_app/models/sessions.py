@@ -87,6 +87,9 @@ class AgentSession(models.Model):
     checkpoint_name = models.CharField(max_length=200, blank=True)
 
     title = models.CharField(max_length=300)
+    # `states.fold(title)`, written with the title, so search folds case the same in SQL and
+    # in the live filter on every database. (Folding can lengthen a title: ß -> ss.)
+    title_folded = models.CharField(max_length=900, blank=True, editable=False)
     model = models.CharField(max_length=100)
     temperature = models.FloatField(default=0.7)
     max_tokens = models.PositiveIntegerField(default=4000)

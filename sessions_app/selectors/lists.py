@@ -74,7 +74,7 @@ def filtered_sessions(
     if text.startswith("#") and len(text) > 1:
         qs = qs.filter(short_id__startswith=text[1:9].lower())
     elif text:
-        qs = qs.filter(title__icontains=text)
+        qs = qs.filter(title_folded__contains=states.fold(text))
     if flt.active_only:
         qs = qs.filter(active_now_q(now))
     return qs

@@ -22,6 +22,7 @@ from django.db import models, transaction
 from sessions_app import hooks, lifecycle
 from sessions_app.models import AgentSession, EventType, RuntimeCommand, SessionEvent
 from sessions_app.redaction import redact_payload, redact_text
+from sessions_app.states import fold
 
 ACTOR = "redact_stored"
 SESSION_TEXT_FIELDS = (
@@ -128,6 +129,8 @@ def redact_stored(
                 report.sessions += 1
                 note(session.pk, counts)
                 if not dry_run:
+                    if "title" in changed:
+                        changed["title_folded"] = fold(changed["title"])
                     AgentSession.objects.filter(pk=session.pk).update(**changed)
 
     for commands in _batches(RuntimeCommand.objects.all(), since=since, batch_size=batch_size):

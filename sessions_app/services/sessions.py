@@ -33,7 +33,7 @@ from sessions_app.services.common import (
     require_act,
     require_view,
 )
-from sessions_app.states import INITIAL, Kind, Status, retention_deadline
+from sessions_app.states import INITIAL, Kind, Status, fold, retention_deadline
 
 METADATA_FIELDS = ("sandbox", "profile", "runtime", "repo", "branch", "origin")
 
@@ -166,6 +166,7 @@ def session_create(
         session.short_id = session.id.hex[:8]
         if not session.title:
             session.title = f"{agent.name} · {Kind(kind).label.lower()} {session.short_id}"
+        session.title_folded = fold(session.title)
         session.save(force_insert=True)
         lifecycle.append_system_event(
             session,
