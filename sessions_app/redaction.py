@@ -334,7 +334,7 @@ _RULES: Final[tuple[tuple[str, str, str, str], ...]] = (
         r"(?P<cli_secret_s>[ \t]++|=)?"
         r"(?=(?P<cli_secret_v>\"[^\"\n]{1,512}+\"|'[^'\n]{1,512}+'|[^\s\"'`;&|)]{1,1024}+))",
     ),
-    ("prefixed_d", "-", "[A-Za-z0-9]", _prefix_lookbehind("-")),
+    ("prefixed_d", "-", "[A-Za-z0-9_-]", _prefix_lookbehind("-")),
     (
         "aws_access_key_id",
         "A",
@@ -448,8 +448,8 @@ _RULES: Final[tuple[tuple[str, str, str, str], ...]] = (
         "2",
         f"{_token_start('oy2')}[a-z0-9]{{43}}{_NO_TOKEN_AFTER}",
     ),
-    ("prefixed_u", "_", "[A-Za-z0-9]", _prefix_lookbehind("_")),
-    ("prefixed_p", ".", "[A-Za-z0-9]", _prefix_lookbehind(".")),
+    ("prefixed_u", "_", "[A-Za-z0-9_-]", _prefix_lookbehind("_")),
+    ("prefixed_p", ".", "[A-Za-z0-9_-]", _prefix_lookbehind(".")),
     (
         "discord_bot_token",
         # <base64 user id>.<6>.<27+>: entered on the first dot.
@@ -662,7 +662,7 @@ _PLACEHOLDER: Final = re.compile(
     | <[^>]*>                # <your-key>
     | \{\{.*\}\}             # {{ secrets.X }}
     | \{[^{}]*\}             # {password}: format fields, f-strings
-    | %\(?\w*\)?s            # %s, %(password)s
+    | %\(?\w*\)?s?           # %s, %(password)s
     | \[REDACTED[^\]]*\]     # already redacted: keeps redaction idempotent
     | (.)\1*                 # xxxxxx, ******, ......
     | [xX*•._\ -]+           # masks
@@ -687,7 +687,7 @@ _PATH: Final = re.compile(
     r"|[\w.-]+(?:/[\w.-]+)*\.[A-Za-z][A-Za-z0-9]{0,4}"  # dir/file.ext, key.pem
 )
 # Code rather than data: call expressions, subscripts, attribute chains.
-_CODE: Final = re.compile(r"[A-Za-z_][\w.]*[(\[].*|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+_CODE: Final = re.compile(r"[A-Za-z_][\w.:]*[(\[].*|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_]\w*")
 # Identifiers made of words joined by "_" ("created_at", "DEFAULT_API_KEY")
 # are field or constant names even when quoted; random strings have no "_".
@@ -1035,12 +1035,13 @@ _HEADER_NAME_END: Final = " \t\u00a0\u202f\"'\\"
 _COOKIE_LINE: Final = re.compile(r"[ \t]*+([^\r\n\"'`\\]{1,4096}+)")
 
 
-def _cookie_edits(m: _Hit, shapes: _Shapes) -> list[_Edit]:
-    """Values of the cookies in a Cookie or Set-Cookie header, attributes kept."""
+def _cookie_edits(m: _Hit, shapes: _Shapes) -> tuple[list[_Edit], int]:
+    """Values of the cookies in a Cookie or Set-Cookie header (attributes kept),
+    and where the header's line ends."""
     edits: list[_Edit] = []
     line = _COOKIE_LINE.match(m.string, m.end())
     if line is None:
-        return edits
+        return edits, m.end()
     offset = line.start(1)
     for pair in _COOKIE_PAIR.finditer(line.group(1)):
         name, value = pair.groups()
@@ -1053,7 +1054,7 @@ def _cookie_edits(m: _Hit, shapes: _Shapes) -> list[_Edit]:
         ):
             continue
         edits.append((start, end, "cookie"))
-    return edits
+    return edits, line.end()
 
 
 # Commands whose short flag takes a password or token: flag -> how the value
@@ -1086,16 +1087,26 @@ _CLI_COMMANDS: Final[dict[str, dict[str, str]]] = {
     **{command: {"w": "any"} for command in ("ldapsearch", "ldapadd", "ldapmodify", "ldapdelete")},
     "curl": {"u": "userpass", "-user": "userpass"},
 }
-_COMMAND_BREAK: Final = re.compile(r".*(?:[\n;|&`]|\$\()", re.DOTALL)
+_COMMAND_BREAKS: Final = ("\n", ";", "|", "&", "`")
 _CLI_WINDOW: Final = 300
 _FLAG_SHAPE: Final = re.compile(r"-{1,2}[a-z][a-z0-9-]*(?:=.*)?")
+
+
+def _is_flag_like(value: str) -> bool:
+    """An unquoted value that is a flag or a negated name, not a secret."""
+    return value.startswith("-") and (
+        bool(_FLAG_SHAPE.fullmatch(value)) or bool(_IDENTIFIER.fullmatch(value[1:]))
+    )
 
 
 def _command_words(text: str, flag_start: int) -> list[str]:
     """The words of the shell command a flag belongs to, up to the flag."""
     window = text[max(0, flag_start - _CLI_WINDOW) : flag_start]
-    brk = _COMMAND_BREAK.match(window)
-    words = window[brk.end() if brk else 0 :].split()
+    start = max(window.rfind(c) for c in _COMMAND_BREAKS) + 1
+    substitution = window.rfind("$(")
+    if substitution != -1:
+        start = max(start, substitution + 2)
+    words = window[start:].split()
     while words and ("=" in words[0] or words[0] in ("sudo", "env", "command", "exec", "$")):
         words.pop(0)
     return [words[0].rpartition("/")[2], *words[1:]] if words else []
@@ -1171,7 +1182,7 @@ def _assignment_edit(m: _Hit, shapes: _Shapes) -> _Edit | None:
         and text[m.start() - 1 : m.start()] in _NAME_CHARS
         and text[m.start() : m.start() + 1] == "="
     )
-    if value.startswith("-") and not lo and not ((cli and not _FLAG_SHAPE.fullmatch(value)) or env):
+    if not lo and _is_flag_like(value):
         return None
     literal = (
         bool(lo)
@@ -1251,7 +1262,9 @@ def _sibling_edit(m: _Hit, shapes: _Shapes) -> _Edit | None:
     lo, hi = _unquote(text[start:end])
     start, end = start + lo, start + hi
     value = text[start:end]
-    if value.startswith("-") or not _is_secret_value(value, literal=True, quoted=bool(lo)):
+    if (not lo and _is_flag_like(value)) or not _is_secret_value(
+        value, literal=True, quoted=bool(lo)
+    ):
         return None
     return None if shapes.within(start, end) else (start, end, "secret_assignment")
 
@@ -1261,6 +1274,8 @@ def _sibling_name(text: str, value_name_start: int) -> str | None:
     if end and text[end - 1] in "\"'":
         end -= 1
     window = text[max(0, end - _SIBLING_WINDOW) : end]
+    if not any(word in window for word in ("name", "Name", "key", "Key")):
+        return None
     sm = _SIBLING.search(window)
     if sm is None or window[sm.start() - 1 : sm.start()] not in ("", *_SIBLING_BEFORE):
         return None
@@ -1332,7 +1347,10 @@ def _redact(text: str, counts: dict[str, int], found: dict[str, str] | None = No
             # dropped below anyway; skipping keeps long lines linear.
             continue
         if group == "authorization_header" and _is_cookie_header(m):
-            found_edits = _cookie_edits(m, shapes)
+            found_edits, line_end = _cookie_edits(m, shapes)
+            # The whole line is the header's value: what else matched in it
+            # was looked at as one of its cookies.
+            value_edit_end = max(value_edit_end, line_end)
         else:
             edit = _value_edit(m, group, shapes)
             found_edits = [edit] if edit else []
