@@ -284,6 +284,10 @@ _PREFIXED: Final[dict[str, tuple[str, str]]] = {
     "hvb.": ("vault_token", r"[A-Za-z0-9_-]{24,}"),
     "hvr.": ("vault_token", r"[A-Za-z0-9_-]{24,}"),
     "s.": ("vault_token", r"[A-Za-z0-9]{24}(?![.])"),
+    "sgp_": ("sourcegraph_token", r"(?:local_|[a-fA-F0-9]{16}_)?[a-fA-F0-9]{40}"),
+    "ops_": ("onepassword_token", r"eyJ[A-Za-z0-9+/]{100,}={0,3}"),
+    "s-s4t2ud-": ("intra42_secret", r"[a-f0-9]{64}"),
+    "s-s4t2af-": ("intra42_secret", r"[a-f0-9]{64}"),
 }
 # Bodies that are letters only; every other body must hold a digit, which
 # keeps words and identifiers out ("hf_download_repository...").
@@ -332,7 +336,7 @@ _RULES: Final[tuple[tuple[str, str, str, str], ...]] = (
         f"[{_CLI_FLAG_CHARS}-]",
         rf"(?:(?<=[ \t]--)user|(?<=[ \t]-[{_CLI_FLAG_CHARS}]))"
         r"(?P<cli_secret_s>[ \t]++|=)?"
-        r"(?=(?P<cli_secret_v>\"[^\"\n]{1,512}+\"|'[^'\n]{1,512}+'|[^\s\"'`;&|)]{1,1024}+))",
+        r"(?=(?P<cli_secret_v>(?:[^\s\"'`;&|)]|\"[^\"\n]{0,512}+\"|'[^'\n]{0,512}+'){1,1024}+))",
     ),
     ("prefixed_d", "-", "[A-Za-z0-9_-]", _prefix_lookbehind("-")),
     (
@@ -443,6 +447,27 @@ _RULES: Final[tuple[tuple[str, str, str, str], ...]] = (
         f"(?=[A-Za-z_-]{{0,200}}[0-9])[{_TOKEN_CHARS}]{{20,}}",
     ),
     (
+        "aws_bedrock_key",
+        # Bedrock API keys: "ABSK" + base64 of "BedrockAPIKey-...".
+        "A",
+        "B",
+        f"{_token_start('AB')}SKQmVkcm9ja0FQSUtleS[A-Za-z0-9+/]{{40,}}={{0,2}}",
+    ),
+    (
+        "facebook_token",
+        # Page and user access tokens: "EAA" + a long random tail.
+        "A",
+        "A",
+        f"{_token_start('EAA')}[MC][A-Za-z0-9]{{100,}}{_NO_TOKEN_AFTER}",
+    ),
+    (
+        "facebook_app_token",
+        # App access tokens: "<app id>|<secret>".
+        "|",
+        "[A-Za-z0-9_-]",
+        r"(?<=[0-9]{15}\|.)(?<![0-9]{17}\|.)[A-Za-z0-9_-]{26,39}" + _NO_TOKEN_AFTER,
+    ),
+    (
         "nuget_key",
         "y",
         "2",
@@ -548,6 +573,7 @@ _REFINED_RULES: Final = (
 _GROUP_RULE: Final = {
     "gitlab_runner_registration": "gitlab_token",
     "sibling_value": "secret_assignment",
+    "facebook_app_token": "facebook_token",
 }
 _PREFIX_RULES: Final = tuple(dict.fromkeys(rule for rule, _ in _PREFIXED.values()))
 
@@ -637,6 +663,7 @@ _BACKSTEP: Final = {
     "aws_session_token": 3,
     "nuget_key": 1,
     "azure_ad_client_secret": 5,
+    "facebook_token": 1,
 }
 
 # Groups whose edit is not a credential found by its own shape.
@@ -909,11 +936,30 @@ _AWS_SECRET_NEARBY: Final = re.compile(
     r"(?=[A-Za-z0-9/+]{0,39}[0-9])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
 )
 _AWS_SECRET_WINDOW: Final = 200
+# A body of one to three distinct characters ("glc_1111...") is a stand-in.
+_MIN_DISTINCT: Final = 3
+
+
+_PEM_BODY: Final = re.compile(r"[A-Za-z0-9+/=]{16}")
+_ALNUM_RUN: Final = re.compile(r"[A-Za-z0-9]+")
+
+
+def _is_slack_body(body: str) -> bool:
+    """Slack tokens are long and mix digits and letters ("xoxb-12345-abc" is not one)."""
+    return len(body) >= 14 and any(c.isdigit() for c in body) and any(c.isalpha() for c in body)
 
 
 def _is_masked(token: str) -> bool:
     body = re.split(r"[_.-]", token, maxsplit=1)[-1]
-    return bool(_MASK_RUN.search(token) or _PLACEHOLDER.fullmatch(body))
+    if len(body) < _COPY_MIN:
+        body = token
+    longest = max(_ALNUM_RUN.findall(token), key=len, default="")
+    return bool(
+        _MASK_RUN.search(token)
+        or _PLACEHOLDER.fullmatch(body)
+        or len(set(longest)) <= _MIN_DISTINCT
+        or body.lower().endswith("here")
+    )
 
 
 def _token_back(text: str, pos: int) -> int:
@@ -933,15 +979,24 @@ def _shape_edits(m: _Hit, group: str) -> list[_Edit]:
     if group in ("slack_webhook", "discord_webhook"):
         return [(*m.span(f"{group}_v"), rule)]
     start, end = m.start() - _BACKSTEP.get(group, 0), m.end()
-    if group in ("discord_bot_token", "telegram_bot_token"):
+    if group in ("discord_bot_token", "telegram_bot_token", "facebook_app_token"):
         start = _token_back(text, m.start())
         head = text[start : m.start()]
+        if group == "facebook_app_token" and not (head.isdigit() and 15 <= len(head) <= 16):
+            return []
         if group == "telegram_bot_token" and not (head.isdigit() and 8 <= len(head) <= 10):
             return []
         if group == "discord_bot_token" and not (24 <= len(head) <= 26 and head[0] in "MNO"):
             return []
     token = text[start:end]
+    if rule == "private_key":
+        # A block needs a body: "BEGIN ... PRIVATE KEY-----\nanything\n-----END"
+        # is documentation.
+        body = token[token.find("-----", 5) + 5 :].partition("-----END")[0]
+        return [(start, end, rule)] if _PEM_BODY.search(body) else []
     if _is_masked(token):
+        return []
+    if rule == "slack_token" and not _is_slack_body(token[5:]):
         return []
     if group == "twilio_api_key" and (token[2:].isdigit() or token[2:].isalpha()):
         return []
@@ -1101,7 +1156,7 @@ def _is_flag_like(value: str) -> bool:
 
 def _command_words(text: str, flag_start: int) -> list[str]:
     """The words of the shell command a flag belongs to, up to the flag."""
-    window = text[max(0, flag_start - _CLI_WINDOW) : flag_start]
+    window = text[max(0, flag_start - _CLI_WINDOW) : flag_start].replace("\\\n", "  ")
     start = max(window.rfind(c) for c in _COMMAND_BREAKS) + 1
     substitution = window.rfind("$(")
     if substitution != -1:
@@ -1128,17 +1183,47 @@ def _cli_edit(m: _Hit, shapes: _Shapes) -> _Edit | None:
     start, end = start + lo, start + hi
     value = text[start:end]
     if how == "userpass":
-        user, colon, _ = value.partition(":")
-        if not colon:
-            return None
-        start += len(user) + 1
-        value = text[start:end]
-        if not value or _PLACEHOLDER.fullmatch(value) or shapes.within(start, end):
-            return None
-        return start, end, "cli_secret"
+        return _user_pass_edit(text, start, end, shapes)
     if (
         (not lo and _FLAG_SHAPE.fullmatch(value))
         or not _is_secret_value(value, literal=True)
+        or shapes.within(start, end)
+    ):
+        return None
+    return start, end, "cli_secret"
+
+
+# Stand-ins people write for a password in a command line example.
+_CLI_PLACEHOLDERS: Final = frozenset(
+    ("pass", "password", "passwd", "test", "guest", "admin", "user", "secret", "pw", "pwd")
+)
+
+
+def _user_pass_edit(text: str, start: int, end: int, shapes: _Shapes) -> _Edit | None:
+    """``user:password`` (either side may be quoted): the password, or an API
+    key given as the user with an empty password (``-u "KEY:"``)."""
+    value = text[start:end]
+    if _PLACEHOLDER.fullmatch(value):
+        return None
+    user, colon, password = value.partition(":")
+    if not colon:
+        return None
+    if not password.strip("\"'"):
+        user = user.strip("\"'")
+        if len(user) >= _COPY_MIN and _is_strong(user) and _is_secret_value(user, literal=True):
+            user_start = text.index(user, start)
+            return user_start, user_start + len(user), "cli_secret"
+        return None
+    start += len(user) + 1
+    lo, hi = _unquote(password)
+    start, end = start + lo, start + hi
+    password = text[start:end]
+    if (
+        not password
+        or _PLACEHOLDER.fullmatch(password)
+        or _PLACEHOLDER.fullmatch(f"{user}:{password}")
+        or password.lower() in _CLI_PLACEHOLDERS
+        or re.fullmatch(r"\$\{?\w+\}?|\[[A-Za-z_ ]+\]", password)
         or shapes.within(start, end)
     ):
         return None

@@ -577,6 +577,39 @@ FAMILIES: tuple[Family, ...] = (
         lambda r: "ya29." + rand(r, B64URL, 120),
         "GOOGLE_ACCESS_TOKEN",
     ),
+    _family(
+        "aws_bedrock_key",
+        "aws_bedrock_key",
+        lambda r: "ABSKQmVkcm9ja0FQSUtleS" + rand(r, B64, 110) + "=",
+        "AWS_BEARER_TOKEN_BEDROCK",
+    ),
+    _family(
+        "facebook_token",
+        "facebook_token",
+        _pick(
+            lambda r: "EAAC" + rand(r, ALNUM, 160),
+            lambda r: str(r.randint(10**14, 10**15 - 1)) + "|" + rand(r, B64URL, 27),
+        ),
+        "FACEBOOK_ACCESS_TOKEN",
+    ),
+    _family(
+        "sourcegraph_token",
+        "sourcegraph_token",
+        lambda r: "sgp_" + rand(r, HEX + "ABCDEF", 16) + "_" + rand(r, HEX, 40),
+        "SRC_ACCESS_TOKEN",
+    ),
+    _family(
+        "onepassword_token",
+        "onepassword_token",
+        lambda r: "ops_eyJ" + rand(r, B64, 300),
+        "OP_SERVICE_ACCOUNT_TOKEN",
+    ),
+    _family(
+        "intra42_secret",
+        "intra42_secret",
+        lambda r: "s-s4t2" + rng_choice(r, ["ud", "af"]) + "-" + rand(r, HEX, 64),
+        "FT_CLIENT_SECRET",
+    ),
     # --- generic shapes --------------------------------------------------------
     _family(
         "database_url",
