@@ -340,6 +340,13 @@ _RULES: Final[tuple[tuple[str, str, str, str], ...]] = (
     ),
     ("prefixed_d", "-", "[A-Za-z0-9_-]", _prefix_lookbehind("-")),
     (
+        "mailchimp_key",
+        # <32 hex>-us<datacenter>: entered on the dash.
+        "-",
+        "u",
+        r"(?<=[0-9a-f]{32}-u)(?<![A-Za-z0-9_-][0-9a-f]{32}-u)s[0-9]{1,2}" + _NO_TOKEN_AFTER,
+    ),
+    (
         "aws_access_key_id",
         "A",
         "[KSBC]",
@@ -510,11 +517,12 @@ _RULES: Final[tuple[tuple[str, str, str, str], ...]] = (
         "jwt",
         # The character after "eyJ" is any base64url character, so no
         # second-character check: the lookbehind on "eyJ" comes first. An
-        # unsigned token ("alg": "none") ends with its second dot.
+        # unsigned token ("alg": "none") ends with its second dot or without
+        # it, header and claims only.
         "J",
         "",
         f"{_token_start('eyJ')}[{_TOKEN_CHARS}]{{8,}}"
-        f"\\.eyJ[{_TOKEN_CHARS}]{{8,}}\\.[{_TOKEN_CHARS}]*+",
+        f"\\.eyJ[{_TOKEN_CHARS}]{{8,}}+(?:\\.[{_TOKEN_CHARS}]*+)?",
     ),
     (
         "authorization_header",
@@ -664,6 +672,7 @@ _BACKSTEP: Final = {
     "nuget_key": 1,
     "azure_ad_client_secret": 5,
     "facebook_token": 1,
+    "mailchimp_key": 32,
 }
 
 # Groups whose edit is not a credential found by its own shape.
@@ -855,7 +864,7 @@ def _is_secret_value(
         return False  # calls, attribute chains (settings.SECRET_KEY), names
     if type_position and _is_camel_name(value):
         return False
-    if _PLACEHOLDER.fullmatch(value) or _NUMERIC.fullmatch(value) or _PATH.fullmatch(value):
+    if _PLACEHOLDER.fullmatch(value) or _NUMERIC.fullmatch(value) or _is_path(value):
         return False
     if not literal and _IDENTIFIER.fullmatch(value) and not _looks_random(value):
         return False
@@ -864,6 +873,13 @@ def _is_secret_value(
     if " " in value and _PROSE.fullmatch(value.strip()):
         return quoted and _is_passphrase(value)
     return True
+
+
+def _is_path(value: str) -> bool:
+    """A path or file name ("./id_rsa", "key.pem"), not a random string with a dot."""
+    if not _PATH.fullmatch(value):
+        return False
+    return "/" in value or "\\" in value or not _looks_random(value.rpartition(".")[0])
 
 
 def _is_passphrase(value: str) -> bool:

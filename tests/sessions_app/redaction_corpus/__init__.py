@@ -610,6 +610,12 @@ FAMILIES: tuple[Family, ...] = (
         lambda r: "s-s4t2" + rng_choice(r, ["ud", "af"]) + "-" + rand(r, HEX, 64),
         "FT_CLIENT_SECRET",
     ),
+    _family(
+        "mailchimp_key",
+        "mailchimp_key",
+        lambda r: rand(r, HEX, 32) + "-us" + str(r.randint(1, 21)),
+        "MAILCHIMP_API_KEY",
+    ),
     # --- generic shapes --------------------------------------------------------
     _family(
         "database_url",
@@ -627,6 +633,7 @@ FAMILIES: tuple[Family, ...] = (
     ),
     _family("jwt", "jwt", _jwt, "ID_TOKEN"),
     _family("jwt_unsigned", "jwt", lambda r: _jwt(r, signed=False), "ID_TOKEN"),
+    _family("jwt_no_signature", "jwt", lambda r: _jwt(r, signed=False)[:-1], "ID_TOKEN"),
     _family(
         "private_key",
         "private_key",
