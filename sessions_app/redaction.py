@@ -11,21 +11,31 @@ code only runs for the rare matches.
 
 How the scanner stays fast: CPython's ``re`` can only skip ahead quickly when
 a pattern begins with a fixed set of characters. So every rule *enters* on one
-of a few characters that are rare in ordinary text (``- = : A J g k x``),
-the scanner consumes that character, and the next character selects the rule
-with a cheap check (sre tests a branch's leading literal or class before
-trying it). Only then do lookbehinds confirm the full prefix. This means:
+of a few characters that are rare in ordinary text
+(``- _ . : = A G J S g k x y | ~``). The pattern is one alternative per entry
+character, each led by that character as a literal: sre skips ahead to the
+next entry character, compares a handful of literals to pick its alternative,
+and the next character selects the rule with a cheap check (sre tests a
+branch's leading literal or class before trying it). Only then do
+lookbehinds confirm the full prefix. This means:
 
 * assignments (``NAME=value``, ``"name": "value"``, ``--flag value``) and
-  ``Authorization`` headers enter on the separator, and a lookbehind checks the
-  name before it, instead of entering on every letter that could start a
-  name;
+  ``Authorization``/``Cookie`` headers enter on the separator, and a
+  lookbehind checks the name before it, instead of entering on every letter
+  that could start a name;
 * a few credentials are entered a few characters in (a JWT at the ``J`` of
   ``eyJ``, ``sk-``/``sk_`` keys at the ``k``); ``_BACKSTEP`` says how far the
   replacement reaches back before the match;
+* tokens whose prefix ends in ``_``, ``-`` or ``.`` (``npm_``, ``pypi-``,
+  ``hvs.``, ...) share one table, ``_PREFIXED``: they enter on that separator,
+  one lookbehind per prefix width checks the table, and Python picks the rule
+  and checks the body's shape;
 * assignment values are captured in lookaheads rather than consumed, so a
   value that is vetoed (it turned out to be code or a placeholder) is still
   scanned for other credentials; overlapping edits are resolved afterwards.
+
+After the scan, a secret that was replaced once is also replaced where it
+appears bare elsewhere in the same text (or payload).
 """
 
 from __future__ import annotations
@@ -354,16 +364,13 @@ _RULES: Final[tuple[tuple[str, str, str, str], ...]] = (
         r"[A-Z0-9]{16}(?![A-Za-z0-9])",
     ),
     (
-        "bitbucket_token",
+        # ATBB (Bitbucket app passwords), ATCTT3 (Bitbucket access tokens),
+        # ATATT3 (Atlassian API tokens): Python names the rule.
+        "atlassian",
         "A",
         "T",
-        f"{_token_start('AT')}(?:BB[A-Za-z0-9]{{32}}|CTT3[A-Za-z0-9_=-]{{100,}}){_NO_TOKEN_AFTER}",
-    ),
-    (
-        "atlassian_token",
-        "A",
-        "T",
-        f"{_token_start('AT')}ATT3[A-Za-z0-9_=-]{{100,}}{_NO_TOKEN_AFTER}",
+        f"{_token_start('AT')}(?:BB[A-Za-z0-9]{{32}}|[AC]TT3[A-Za-z0-9_=-]{{100,}})"
+        f"{_NO_TOKEN_AFTER}",
     ),
     (
         "google_api_key",
@@ -484,13 +491,11 @@ _RULES: Final[tuple[tuple[str, str, str, str], ...]] = (
     ("prefixed_p", ".", "[A-Za-z0-9_-]", _prefix_lookbehind(".")),
     (
         "discord_bot_token",
-        # <base64 user id>.<6>.<27+>: entered on the first dot.
+        # <base64 user id>.<6>.<27+>: entered on the second dot, where one
+        # lookbehind for the dot before it fails fast; Python checks the id.
         ".",
         "[A-Za-z0-9_-]",
-        r"(?=[A-Za-z0-9_-]{5}\.[A-Za-z0-9_-]{27})"
-        r"(?:(?<=[MNO][A-Za-z0-9_-]{23}\..)|(?<=[MNO][A-Za-z0-9_-]{24}\..)"
-        r"|(?<=[MNO][A-Za-z0-9_-]{25}\..))"
-        r"[A-Za-z0-9_-]{5}\.[A-Za-z0-9_-]{27,38}" + _NO_TOKEN_AFTER,
+        r"(?<=\.[A-Za-z0-9_-]{6}\..)[A-Za-z0-9_-]{26,37}" + _NO_TOKEN_AFTER,
     ),
     (
         "azure_ad_client_secret",
@@ -591,9 +596,11 @@ RULE_NAMES: Final[tuple[str, ...]] = tuple(
             *(
                 _GROUP_RULE.get(rule[0], rule[0])
                 for rule in _RULES
-                if rule[0] not in _PREFIX_GROUPS.values()
+                if rule[0] not in _PREFIX_GROUPS.values() and rule[0] != "atlassian"
             ),
             *_PREFIX_RULES,
+            "bitbucket_token",
+            "atlassian_token",
             "cookie",
             *_REFINED_RULES,
         ]
@@ -665,7 +672,7 @@ _BACKSTEP: Final = {
     "stripe_key": 1,
     "anthropic_key": 1,
     "openai_key": 1,
-    "bitbucket_token": 0,
+    "atlassian": 0,
     "gitlab_runner_registration": 0,
     "twilio_api_key": 0,
     "aws_session_token": 3,
@@ -995,9 +1002,12 @@ def _shape_edits(m: _Hit, group: str) -> list[_Edit]:
     if group in ("slack_webhook", "discord_webhook"):
         return [(*m.span(f"{group}_v"), rule)]
     start, end = m.start() - _BACKSTEP.get(group, 0), m.end()
+    if group == "atlassian":
+        rule = "atlassian_token" if text.startswith("ATATT3", start) else "bitbucket_token"
     if group in ("discord_bot_token", "telegram_bot_token", "facebook_app_token"):
-        start = _token_back(text, m.start())
-        head = text[start : m.start()]
+        head_end = m.start() - 7 if group == "discord_bot_token" else m.start()
+        start = _token_back(text, head_end)
+        head = text[start:head_end]
         if group == "facebook_app_token" and not (head.isdigit() and 15 <= len(head) <= 16):
             return []
         if group == "telegram_bot_token" and not (head.isdigit() and 8 <= len(head) <= 10):
