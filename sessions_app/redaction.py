@@ -231,7 +231,7 @@ _PREFIXED: Final[dict[str, tuple[str, str]]] = {
     # package registries
     "npm_": ("npm_token", r"[A-Za-z0-9]{36}"),
     "pypi-": ("pypi_token", r"AgE[A-Za-z0-9_-]{50,}"),
-    "rubygems_": ("rubygems_token", r"[a-f0-9]{48}"),
+    "rubygems_": ("rubygems_token", r"[a-z0-9]{48}"),
     "dckr_pat_": ("dockerhub_token", r"[A-Za-z0-9_-]{20,}"),
     # AI providers
     "hf_": ("huggingface_token", r"[A-Za-z]{30,40}"),
@@ -246,7 +246,7 @@ _PREFIXED: Final[dict[str, tuple[str, str]]] = {
     "lsv2_pt_": ("langsmith_key", r"[a-f0-9]{32}_[a-f0-9]{10}"),
     "lsv2_sk_": ("langsmith_key", r"[a-f0-9]{32}_[a-f0-9]{10}"),
     # chat and mail
-    "SG.": ("sendgrid_key", r"[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}"),
+    "SG.": ("sendgrid_key", r"[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{40,50}"),
     "key-": ("mailgun_key", r"[a-f0-9]{32}"),
     "xkeysib-": ("brevo_key", r"[a-f0-9]{64}-[A-Za-z0-9]{16}"),
     # payments
@@ -268,22 +268,25 @@ _PREFIXED: Final[dict[str, tuple[str, str]]] = {
     "sntrys_": ("sentry_token", r"[A-Za-z0-9+/=_]{60,}"),
     "glc_": ("grafana_token", r"[A-Za-z0-9+/]{32,400}={0,3}"),
     "glsa_": ("grafana_token", r"[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}"),
-    "NRAK-": ("newrelic_key", r"[A-Z0-9]{27}"),
+    "NRAK-": ("newrelic_key", r"[A-Z0-9]{26,27}"),
+    "NRII-": ("newrelic_key", r"[A-Za-z0-9_-]{25,32}"),
+    "NRIQ-": ("newrelic_key", r"[A-Za-z0-9_-]{25,32}"),
     "dp.pt.": ("doppler_token", r"[A-Za-z0-9]{40,44}"),
     "dp.st.": ("doppler_token", r"[A-Za-z0-9]{40,44}"),
     "dp.sa.": ("doppler_token", r"[A-Za-z0-9]{40,44}"),
     "dt0c01.": ("dynatrace_token", r"[A-Za-z0-9]{24}\.[A-Za-z0-9]{64}"),
-    "pul-": ("pulumi_token", r"[a-f0-9]{40}"),
-    "PMAK-": ("postman_key", r"[a-f0-9]{24}-[a-f0-9]{34}"),
+    "pul-": ("pulumi_token", r"[a-z0-9]{40}"),
+    "PMAK-": ("postman_key", r"[a-f0-9]{24}-[a-f0-9]{34}|[A-Za-z0-9]{59}"),
     "shpat_": ("shopify_token", r"[a-fA-F0-9]{32}"),
     "shpca_": ("shopify_token", r"[a-fA-F0-9]{32}"),
     "shppa_": ("shopify_token", r"[a-fA-F0-9]{32}"),
     "shpss_": ("shopify_token", r"[a-fA-F0-9]{32}"),
     "lin_api_": ("linear_key", r"[A-Za-z0-9]{40}"),
     "ntn_": ("notion_token", r"[0-9]{11}[A-Za-z0-9]{35}"),
+    "secret_": ("notion_token", r"[A-Za-z0-9]{43}"),
     "pscale_tkn_": ("planetscale_token", r"[A-Za-z0-9_=.-]{32,64}"),
     "pscale_pw_": ("planetscale_token", r"[A-Za-z0-9_=.-]{32,64}"),
-    "sbp_": ("supabase_token", r"[a-f0-9]{40}"),
+    "sbp_": ("supabase_token", r"[a-z0-9]{40}"),
     "fo1_": ("flyio_token", r"[A-Za-z0-9_-]{43}"),
     "fm2_": ("flyio_token", r"[A-Za-z0-9+/]{100,}={0,3}"),
     "GOCSPX-": ("google_oauth_secret", r"[A-Za-z0-9_-]{28}"),
@@ -295,6 +298,7 @@ _PREFIXED: Final[dict[str, tuple[str, str]]] = {
     "hvr.": ("vault_token", r"[A-Za-z0-9_-]{24,}"),
     "s.": ("vault_token", r"[A-Za-z0-9]{24}(?![.])"),
     "sgp_": ("sourcegraph_token", r"(?:local_|[a-fA-F0-9]{16}_)?[a-fA-F0-9]{40}"),
+    "slk_": ("sourcegraph_token", r"[a-f0-9]{64}"),
     "ops_": ("onepassword_token", r"eyJ[A-Za-z0-9+/]{100,}={0,3}"),
     "s-s4t2ud-": ("intra42_secret", r"[a-f0-9]{64}"),
     "s-s4t2af-": ("intra42_secret", r"[a-f0-9]{64}"),
@@ -426,7 +430,7 @@ _RULES: Final[tuple[tuple[str, str, str, str], ...]] = (
         # readable, the team/channel/secret path is replaced.
         "k",
         ".",
-        r"(?<=hooks\.slack\.)com/(?:services|workflows|triggers)/"
+        r"(?<=hooks\.slack\.)com/(?:services|workflows|triggers|apps)/"
         r"(?P<slack_webhook_v>[A-Za-z0-9_/-]{8,})",
     ),
     (
@@ -472,7 +476,9 @@ _RULES: Final[tuple[tuple[str, str, str, str], ...]] = (
         # Page and user access tokens: "EAA" + a long random tail.
         "A",
         "A",
-        f"{_token_start('EAA')}[MC][A-Za-z0-9]{{100,}}{_NO_TOKEN_AFTER}",
+        # "EAAA" + 22-60 is a Square access token (Python names it).
+        f"{_token_start('EAA')}(?:[MC][A-Za-z0-9]{{100,}}|A[A-Za-z0-9_=-]{{22,60}})"
+        f"{_NO_TOKEN_AFTER}",
     ),
     (
         "facebook_app_token",
@@ -513,10 +519,11 @@ _RULES: Final[tuple[tuple[str, str, str, str], ...]] = (
     ),
     (
         "telegram_bot_token",
-        # <bot id>:AA<33>: entered on the colon; Python checks the id.
+        # <bot id>:<35>, usually "AA...": entered on the colon; Python checks
+        # the id and that the secret mixes cases and digits.
         ":",
-        "A",
-        r"(?<=[0-9]{5}:A)A[A-Za-z0-9_-]{33}" + _NO_TOKEN_AFTER,
+        "[A-Za-z0-9_-]",
+        r"(?<=[0-9]{5}:.)[A-Za-z0-9_-]{34}" + _NO_TOKEN_AFTER,
     ),
     (
         "jwt",
@@ -866,7 +873,7 @@ def _is_secret_value(
         # certificates); checking it cheaply also keeps long lines linear.
         return not _PROSE.fullmatch(value.strip())
     if _SNAKE_NAME.fullmatch(value) or (
-        _CODE.fullmatch(value) and not (env and _ENV_LITERAL.fullmatch(value))
+        _CODE.fullmatch(value) and not ((env or quoted) and _ENV_LITERAL.fullmatch(value))
     ):
         return False  # calls, attribute chains (settings.SECRET_KEY), names
     if type_position and _is_camel_name(value):
@@ -967,6 +974,14 @@ _PEM_BODY: Final = re.compile(r"[A-Za-z0-9+/=]{16}")
 _ALNUM_RUN: Final = re.compile(r"[A-Za-z0-9]+")
 
 
+def _is_mixed(value: str) -> bool:
+    return (
+        any(c.isdigit() for c in value)
+        and any(c.isupper() for c in value)
+        and any(c.islower() for c in value)
+    )
+
+
 def _is_slack_body(body: str) -> bool:
     """Slack tokens are long and mix digits and letters ("xoxb-12345-abc" is not one)."""
     return len(body) >= 14 and any(c.isdigit() for c in body) and any(c.isalpha() for c in body)
@@ -1002,6 +1017,8 @@ def _shape_edits(m: _Hit, group: str) -> list[_Edit]:
     if group in ("slack_webhook", "discord_webhook"):
         return [(*m.span(f"{group}_v"), rule)]
     start, end = m.start() - _BACKSTEP.get(group, 0), m.end()
+    if group == "facebook_token" and text.startswith("EAAA", start):
+        rule = "square_token"
     if group == "atlassian":
         rule = "atlassian_token" if text.startswith("ATATT3", start) else "bitbucket_token"
     if group in ("discord_bot_token", "telegram_bot_token", "facebook_app_token"):
@@ -1010,7 +1027,9 @@ def _shape_edits(m: _Hit, group: str) -> list[_Edit]:
         head = text[start:head_end]
         if group == "facebook_app_token" and not (head.isdigit() and 15 <= len(head) <= 16):
             return []
-        if group == "telegram_bot_token" and not (head.isdigit() and 8 <= len(head) <= 10):
+        if group == "telegram_bot_token" and not (
+            head.isdigit() and 8 <= len(head) <= 10 and _is_mixed(text[m.start() + 1 : end])
+        ):
             return []
         if group == "discord_bot_token" and not (24 <= len(head) <= 26 and head[0] in "MNO"):
             return []

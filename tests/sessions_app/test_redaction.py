@@ -887,6 +887,7 @@ def test_shell_substitutions_publishable_keys_and_masks_stay_byte_identical(text
         ("PGPASSWORD=Fake0Pw0123 psql", "PGPASSWORD=[REDACTED:secret_assignment] psql"),
         ("AUTH_CLIENTSECRET=Fake0Secret0", "AUTH_CLIENTSECRET=[REDACTED:secret_assignment]"),
         ('password="correct horse battery staple"', 'password="[REDACTED:secret_assignment]"'),
+        ('api_secret: "Fake0Value9.Part2x"', 'api_secret: "[REDACTED:secret_assignment]"'),
         (
             "Set-Cookie: sessionid=Fake0Session0Value0123; Path=/; HttpOnly",
             "Set-Cookie: sessionid=[REDACTED:cookie]; Path=/; HttpOnly",
