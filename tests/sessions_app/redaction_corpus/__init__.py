@@ -4,8 +4,8 @@ Positive samples have the documented shape of each provider's credential with
 random characters (a fixed seed, so every run sees the same values), plus the
 examples the providers and the open scanners document. Each sample is placed
 in several contexts an agent transcript carries (bare in prose, a named
-assignment, JSON, YAML, a CLI flag). Prefixes are written split ("gh" "p_")
-so that this file does not itself look like it holds credentials.
+assignment, JSON, YAML, a CLI flag). Values are generated when the tests run,
+so this file holds no credential-shaped literal beyond the documented examples.
 
 Negative samples are benign strings that must come back byte-identical.
 """
@@ -501,7 +501,10 @@ FAMILIES: tuple[Family, ...] = (
     _family(
         "square_token",
         "square_token",
-        lambda r: "sq0atp-" + rand(r, B64URL, 22),
+        _pick(
+            lambda r: "sq0atp-" + rand(r, B64URL, 22),
+            lambda r: "EAAA" + rand(r, B64URL, 60),
+        ),
         "SQUARE_ACCESS_TOKEN",
     ),
     _family(
