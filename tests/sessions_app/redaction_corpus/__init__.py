@@ -13,6 +13,7 @@ Negative samples are benign strings that must come back byte-identical.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import random
@@ -746,7 +747,8 @@ class Sample:
     context: int = field(default=0)
 
 
-def positive_samples() -> list[Sample]:
+@functools.cache
+def positive_samples() -> tuple[Sample, ...]:
     rng = random.Random(SEED)
     samples: list[Sample] = []
     for family in FAMILIES:
@@ -766,7 +768,7 @@ def positive_samples() -> list[Sample]:
                 samples.append(
                     Sample(family.name, family.rules, value, context.format(inserted), i)
                 )
-    return samples
+    return tuple(samples)
 
 
 # --- negatives ---------------------------------------------------------------
