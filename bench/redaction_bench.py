@@ -1,6 +1,6 @@
 """Throughput benchmark for sessions_app.redaction.
 
-Usage: python bench/redaction_bench.py [--mb 10] [--repeat 3] [--seed 7]
+Usage: python bench/redaction_bench.py [--mb 10] [--repeat 3] [--seed 7] [--baseline FILE]
 
 Builds a deterministic ~10 MB corpus shaped like agent transcripts (prose,
 source code, shell output, JSON tool calls, logs full of SHAs and UUIDs,
@@ -9,6 +9,11 @@ then reports the redaction throughput next to a floor: one trivial compiled
 regex scan over the same events, which is as fast as any ``re``-based scanner
 could hope to go. Events are redacted one by one, as on the ingestion path, and
 the whole corpus is also redacted as a single string.
+
+``--baseline FILE`` also loads another version of the module (for example
+``git show HEAD~3:sessions_app/redaction.py > /tmp/redaction_old.py``) and times
+both per event in alternating rounds within this one process, which compares
+them fairly on a machine whose load changes from one run to the next.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import importlib.util
 import random
 import re
+import statistics
 import sys
 import time
 import uuid
@@ -266,6 +273,7 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--baseline", type=Path, help="another redaction.py to compare with")
     args = parser.parse_args()
 
     mix: dict[str, int] = {}
@@ -307,6 +315,34 @@ def main() -> None:
             f"{label}: redact_text {mb / t_r:8.1f} MB/s | floor re.search(r'\\x00') "
             f"{mb / t_f:8.1f} MB/s | floor/redact ratio {t_r / t_f:6.1f}x"
         )
+
+    if args.baseline:
+        compare(args.baseline, events, mb, max(args.repeat, 5))
+
+
+def compare(baseline: Path, events: list[str], mb: float, rounds: int) -> None:
+    spec = importlib.util.spec_from_file_location("redaction_baseline", baseline)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+
+    def per_event(redact: Callable[[str], object]) -> float:
+        t0 = time.perf_counter()
+        for e in events:
+            redact(e)
+        return time.perf_counter() - t0
+
+    old_times, new_times = [], []
+    for _ in range(rounds):
+        old_times.append(per_event(module.redact_text))
+        new_times.append(per_event(redact_text))
+    ratios = [o / n for o, n in zip(old_times, new_times, strict=True)]
+    print(
+        f"alternating per event, {rounds} rounds: baseline {mb / min(old_times):.1f} MB/s | "
+        f"this {mb / min(new_times):.1f} MB/s | this/baseline best {min(old_times) / min(new_times):.2f}, "
+        f"median of rounds {statistics.median(ratios):.2f}"
+    )
 
 
 if __name__ == "__main__":
