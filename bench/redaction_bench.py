@@ -322,7 +322,8 @@ def main() -> None:
 
 def compare(baseline: Path, events: list[str], mb: float, rounds: int) -> None:
     spec = importlib.util.spec_from_file_location("redaction_baseline", baseline)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)

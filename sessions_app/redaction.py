@@ -654,10 +654,10 @@ class _Hit:
     __slots__ = ("group", "m", "string", "suffix")
 
     def __init__(self, m: re.Match[str]) -> None:
-        assert m.lastgroup is not None
+        # Every branch of the scanner is a named group, so a match always has one.
         self.m = m
         self.string = m.string
-        self.group, self.suffix = _GROUPS[m.lastgroup]
+        self.group, self.suffix = _GROUPS[m.lastgroup or ""]
 
     def start(self, name: str | None = None) -> int:
         return self.m.start() if name is None else self.m.start(name + self.suffix)

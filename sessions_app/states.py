@@ -178,7 +178,7 @@ def live_expression() -> Case:
 
 def fold(text: str) -> str:
     """The one case fold of title search, for the stored column and the live filter alike:
-    Unicode case folding (ß ~ ss, ς ~ σ, É ~ é), which neither SQLite's ASCII-only LIKE nor
+    Unicode case folding (sharp s ~ ss, final ~ medial sigma, É ~ é), which neither SQLite's ASCII-only LIKE nor
     PostgreSQL's UPPER() gives, so the database compares pre-folded text case-sensitively."""
     return text.casefold()
 

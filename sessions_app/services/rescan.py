@@ -168,7 +168,13 @@ def _audit(session_id: Any, counts: dict[str, int]) -> None:
             session,
             event_type=EventType.ACTION,
             actor=ACTOR,
-            payload={"action": "redaction", "by": ACTOR, "rules": counts},
+            # A list of {rule, count}, not {rule: count}: a rule name as a key with a number
+            # under it reads like a secret assignment, and the next rescan would redact it.
+            payload={
+                "action": "redaction",
+                "by": ACTOR,
+                "rules": [{"rule": r, "count": n} for r, n in sorted(counts.items())],
+            },
         )
         AgentSession.objects.filter(pk=session.pk).update(
             **lifecycle.bump(

@@ -200,7 +200,8 @@ def test_the_world_has_visible_and_hidden_sessions_for_every_persona(
         elif persona in SEES_NOTHING:
             assert visible == set(), persona
         else:
-            assert visible and visible != everything, (persona, visible)
+            assert visible, persona
+            assert visible != everything, (persona, visible)
     # Some visible sessions may not be acted on, and some are actable without being owned.
     developer = world.user("developer")
     assert not selectors.can_act(developer, world.sessions["owner_flow"])
@@ -433,7 +434,8 @@ def test_a_child_task_links_to_a_parent_its_viewer_may_see(
     for persona in ("session_owner", "agent_owner", "tenant_admin"):
         client.force_login(world.user(persona))
         body = client.get(reverse("session_detail", args=[child.pk])).content.decode()
-        assert parent.title in body and str(parent.pk) in body, persona
+        assert parent.title in body, persona
+        assert str(parent.pk) in body, persona
 
 
 @pytest.mark.xfail(
