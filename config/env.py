@@ -6,6 +6,7 @@ instead of silently falling back to a default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from urllib.parse import urlsplit
 
@@ -68,3 +69,18 @@ def envurl(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
     if parts.scheme not in {"sqlite", "unix"} and not parts.hostname:
         raise ImproperlyConfigured(f"{name} has no host: {raw!r}")
     return raw
+
+
+def envnetworks(
+    name: str, default: list[str]
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """A comma-separated list of addresses or CIDR networks."""
+    networks = []
+    for item in envlist(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must list IP addresses or networks (10.0.0.0/8), got {item!r}"
+            ) from None
+    return networks

@@ -13,7 +13,7 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import envbool, envint, envlist, envstr, envurl
+from config.env import envbool, envint, envlist, envnetworks, envstr, envurl
 
 # Lets Django's generic classes be subscripted at run time (ModelForm[Agent]), as the type
 # checker reads them.
@@ -49,6 +49,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.metrics.ApiMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -167,3 +168,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- operations -----------------------------------------------------------------------------
+# /metrics answers a scraper that sends this bearer token, or one at an allowed address.
+SCC_METRICS_TOKEN = envstr("SCC_METRICS_TOKEN", "")
+SCC_METRICS_ALLOW = envnetworks("SCC_METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])

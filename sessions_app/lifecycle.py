@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sessions_app import hooks
+from sessions_app import hooks, metrics
 from sessions_app.errors import Conflict, IllegalTransition
 from sessions_app.models import Agent, AgentSession, EventType, SessionEvent
 from sessions_app.states import STATUSES, TERMINAL, Status, is_allowed, retention_deadline
@@ -56,6 +56,7 @@ def record_redactions(session: AgentSession, counts: Mapping[str, int]) -> None:
     write is otherwise serialised), as every writer of a session's transcript does."""
     if not counts:
         return
+    metrics.count_redactions(dict(counts))
     current = (
         AgentSession.objects.select_for_update(no_key=True, of=("self",))
         .values_list("redaction_counts", flat=True)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
+
+from django.db.models import Count
+from django.utils import timezone
 
 from sessions_app.errors import NotFound
 from sessions_app.models import (
     AgentSession,
+    CommandStatus,
     EventType,
+    RuntimeCommand,
     SessionEvent,
 )
 from sessions_app.selectors.access import sessions_visible_to
@@ -80,3 +86,22 @@ def events_after(session_id: Any, *, after: int, limit: int = 500) -> list[Sessi
 
 def events_for_export(session: AgentSession) -> Any:
     return session.events.order_by("seq").iterator(chunk_size=1000)
+
+
+def session_counts_by_kind_and_group() -> dict[tuple[str, str], int]:
+    """Every session by kind and status group, for the metrics scrape."""
+    rows = AgentSession.objects.values_list("kind", "status_group").annotate(n=Count("pk"))
+    return {(kind, group): n for kind, group, n in rows.order_by()}
+
+
+def oldest_undelivered_command_age(*, now: datetime | None = None) -> float:
+    """Seconds since the oldest command no runtime has taken yet was queued; 0 when none."""
+    oldest = (
+        RuntimeCommand.objects.filter(status=CommandStatus.QUEUED)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if oldest is None:
+        return 0.0
+    return max(0.0, ((now or timezone.now()) - oldest).total_seconds())

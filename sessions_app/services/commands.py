@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
-from sessions_app import hooks, selectors
+from sessions_app import hooks, metrics, selectors
 from sessions_app.errors import InvalidInput, NotFound
 from sessions_app.models import AgentSession, CommandStatus, RuntimeCommand
 from sessions_app.redaction import redact_payload, redact_text
@@ -24,7 +24,7 @@ def command_queue(
 ) -> RuntimeCommand:
     """Queue a command for the session's runtime; the runtime channel is told after commit.
     The payload is redacted here, the one door commands are stored through."""
-    redacted, _counts = redact_payload(payload or {})
+    redacted, counts = redact_payload(payload or {})
     command = RuntimeCommand.objects.create(
         tenant_id=session.tenant_id,
         session=session,
@@ -34,6 +34,8 @@ def command_queue(
         issued_by=issued_by,
     )
     hooks.command_queued(command.pk)
+    metrics.COMMANDS.labels(CommandStatus.QUEUED).inc()
+    metrics.count_redactions(counts)
     return command
 
 
@@ -41,14 +43,19 @@ def command_mark(*, command_ids: Iterable[Any], status: str, result: str = "") -
     """Advance commands queued -> delivered -> applied/rejected; never backwards."""
     now = timezone.now()
     if status == CommandStatus.DELIVERED:
-        return RuntimeCommand.objects.filter(
+        changed = RuntimeCommand.objects.filter(
             pk__in=list(command_ids), status=CommandStatus.QUEUED
         ).update(status=status, delivered_at=now)
-    if status in (CommandStatus.APPLIED, CommandStatus.REJECTED):
-        return RuntimeCommand.objects.filter(
+    elif status in (CommandStatus.APPLIED, CommandStatus.REJECTED):
+        redacted = redact_text(result[:2000])
+        changed = RuntimeCommand.objects.filter(
             pk__in=list(command_ids), status__in=[CommandStatus.QUEUED, CommandStatus.DELIVERED]
-        ).update(status=status, acked_at=now, result=redact_text(result[:2000]).text)
-    raise InvalidInput("status", "must be delivered, applied or rejected")
+        ).update(status=status, acked_at=now, result=redacted.text)
+        metrics.count_redactions(redacted.counts)
+    else:
+        raise InvalidInput("status", "must be delivered, applied or rejected")
+    metrics.COMMANDS.labels(status).inc(changed)
+    return changed
 
 
 def commands_claim(
@@ -76,6 +83,7 @@ def commands_claim(
         RuntimeCommand.objects.filter(
             pk__in=[c.pk for c in commands], status__in=selectors.PENDING_COMMAND_STATUSES
         ).update(status=CommandStatus.DELIVERED, delivered_at=now)
+        metrics.COMMANDS.labels(CommandStatus.DELIVERED).inc(len(commands))
         for command in commands:
             command.status, command.delivered_at = CommandStatus.DELIVERED, now
     return commands

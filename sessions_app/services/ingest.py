@@ -9,7 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from sessions_app import hooks, lifecycle
+from sessions_app import hooks, lifecycle, metrics
 from sessions_app.errors import InvalidInput
 from sessions_app.models import AgentSession, EventType, SessionEvent, StopReason
 from sessions_app.redaction import redact_payload, redact_text
@@ -150,6 +150,10 @@ def events_record(
             hooks.session_changed(locked.pk)
         locked.refresh_from_db()
 
+    metrics.INGEST_BATCHES.labels("stored").inc()
+    metrics.INGEST_EVENTS.labels("created").inc(new_count)
+    metrics.INGEST_EVENTS.labels("duplicate").inc(len(ids) - new_count)
+    metrics.count_redactions(batch_counts)
     results = [{"event_id": eid, "seq": seq_of[eid]} for eid in ids]
     return EventsRecorded(results, new_count, len(ids) - new_count, locked)
 

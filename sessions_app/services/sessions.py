@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sessions_app import hooks, lifecycle, selectors
+from sessions_app import hooks, lifecycle, metrics, selectors
 from sessions_app.errors import Conflict, InvalidInput, NotAllowed
 from sessions_app.models import (
     Agent,
@@ -175,6 +175,7 @@ def session_create(
             payload={"from": None, "to": status, "reason": "created"},
         )
         hooks.session_changed(session.pk)
+    metrics.count_redactions(redaction_counts)
     return session
 
 

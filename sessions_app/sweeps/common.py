@@ -3,12 +3,13 @@ row-by-row loop that locks, re-checks and changes one session at a time."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db.models import (
@@ -26,7 +27,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Least
 from django.utils import timezone
 
-from sessions_app import services
+from sessions_app import metrics, services
 from sessions_app.models import (
     Agent,
     AgentSession,
@@ -118,6 +119,46 @@ class PurgeReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# The report fields that count sessions a rule changed, per sweep (the rest are diagnostics).
+CHANGED_FIELDS = {
+    "policy": (
+        "idled",
+        "ended_idle",
+        "stalled",
+        "stopped_max_duration",
+        "ended_max_duration",
+        "stopped_grace",
+    ),
+    "archive": ("archived",),
+    "retention": ("sessions",),
+}
+
+P = ParamSpec("P")
+R = TypeVar("R", SweepReport, ArchiveReport, PurgeReport)
+
+
+def measured(sweep: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Record a sweep's duration and the sessions each of its rules changed (`/metrics`)."""
+
+    def decorate(run: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(run)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            started = time.perf_counter()
+            report = run(*args, **kwargs)
+            metrics.SWEEP_DURATION.labels(sweep).observe(time.perf_counter() - started)
+            values = report.as_dict()
+            for rule in CHANGED_FIELDS[sweep]:
+                if values[rule]:
+                    metrics.SWEEP_CHANGED.labels(rule).inc(values[rule])
+            if sweep == "retention" and values["sessions"]:
+                metrics.RETENTION_PURGED.inc(values["sessions"])
+            return report
+
+        return wrapper
+
+    return decorate
 
 
 class _Budget:

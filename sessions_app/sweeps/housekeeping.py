@@ -29,9 +29,11 @@ from sessions_app.sweeps.common import (
     _deadline,
     _min_policy,
     _without,
+    measured,
 )
 
 
+@measured("archive")
 def archive_sweep(
     *, now: datetime | None = None, batch_size: int = 1000, time_budget: float | None = None
 ) -> ArchiveReport:
@@ -86,6 +88,7 @@ def archive_sweep(
 PURGE_EVENTS_PER_BATCH = 50_000
 
 
+@measured("retention")
 def retention_purge(
     *, now: datetime | None = None, batch_size: int = 200, time_budget: float | None = None
 ) -> PurgeReport:

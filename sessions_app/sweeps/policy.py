@@ -45,6 +45,7 @@ from sessions_app.sweeps.common import (
     _sweep_rows,
     _without,
     logger,
+    measured,
 )
 
 # Flow runs and background tasks the stall watchdog looks at: those that should be making progress.
@@ -55,6 +56,7 @@ WATCHED_FOR_STALL = (Status.PENDING, Status.QUEUED, Status.PROVISIONING, Status.
 CHAT_IDLE_RULE = (Status.RUNNING, Status.IDLE)
 
 
+@measured("policy")
 def policy_sweep(
     *, now: datetime | None = None, batch_size: int = 500, time_budget: float | None = None
 ) -> SweepReport:
