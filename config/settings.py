@@ -28,8 +28,16 @@ _DEV_KEY = "insecure-embedded-default-key-do-not-use-in-production"
 SECRET_KEY = envstr("DJANGO_SECRET_KEY", _DEV_KEY)
 if len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 32 characters long")
-ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+_LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", _LOCAL_HOSTS)
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# A server others can reach (a host name beyond this machine, DEBUG off) must not sign sessions
+# with a key that is in the source code.
+if SECRET_KEY == _DEV_KEY and not DEBUG and set(ALLOWED_HOSTS) - set(_LOCAL_HOSTS):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY must be set (a long random value) when DJANGO_ALLOWED_HOSTS names "
+        "hosts other than this machine and DJANGO_DEBUG is off; the built-in key is public."
+    )
 
 INSTALLED_APPS = [
     "daphne",
@@ -154,6 +162,17 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Behind TLS (docs/operations.md): secure cookies, HSTS, and the proxy's word for the scheme and
+# client address. All off by default so the embedded stack works over plain http on loopback.
+HTTPS = envbool("SCC_HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = envint("SCC_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_SSL_REDIRECT = envbool("SCC_SSL_REDIRECT", False)
+if envbool("SCC_BEHIND_PROXY", False):
+    # Only behind a proxy that sets this header itself (and strips a client's): trust it.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
 
 # --- product knobs ----------------------------------------------------------------------------
 SCC_BROADCAST_COALESCE_MS = envint("SCC_BROADCAST_COALESCE_MS", 100, minimum=0)

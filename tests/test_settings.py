@@ -41,6 +41,8 @@ def _start(env_overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ("DJANGO_SECRET_KEY", "short", "DJANGO_SECRET_KEY must be at least 32"),
         ("DB_CONN_MAX_AGE", "-1", "DB_CONN_MAX_AGE must be at least 0"),
         ("DJANGO_ALLOWED_HOSTS", " , ", "DJANGO_ALLOWED_HOSTS must be a comma-separated list"),
+        ("SCC_METRICS_ALLOW", "10.0.0.0/33", "SCC_METRICS_ALLOW must list IP addresses"),
+        ("SCC_HSTS_SECONDS", "-5", "SCC_HSTS_SECONDS must be at least 0"),
     ],
 )
 def test_a_malformed_value_stops_startup_naming_the_variable(
@@ -55,3 +57,13 @@ def test_a_malformed_value_stops_startup_naming_the_variable(
 def test_the_defaults_start(tmp_path) -> None:
     result = _start({"VAR_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
+
+
+def test_a_public_host_refuses_the_built_in_secret_key(tmp_path) -> None:
+    public = {"VAR_DIR": str(tmp_path), "DJANGO_ALLOWED_HOSTS": "scc.example.com"}
+    refused = _start(public)
+    assert refused.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in refused.stderr
+    started = _start({**public, "DJANGO_SECRET_KEY": "k" * 50})
+    assert started.returncode == 0, started.stderr
+
