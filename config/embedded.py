@@ -120,6 +120,11 @@ def run() -> None:
     children: list[subprocess.Popen[bytes]] = []
 
     names: list[str] = []
+    # Every process of the stack writes its metrics here; /metrics on daphne sums them.
+    metrics_dir = VAR_DIR / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
     # Celery warns when it runs as root, which a container or a dev box often is; the worker
     # takes no pickled messages, so there is nothing for a newcomer to act on.
     env.setdefault("PYTHONWARNINGS", "ignore::celery.exceptions.SecurityWarning")

@@ -66,4 +66,3 @@ def test_a_public_host_refuses_the_built_in_secret_key(tmp_path) -> None:
     assert "DJANGO_SECRET_KEY must be set" in refused.stderr
     started = _start({**public, "DJANGO_SECRET_KEY": "k" * 50})
     assert started.returncode == 0, started.stderr
-
