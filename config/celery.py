@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import os
 
+import warnings
+
 from celery import Celery
+from celery.exceptions import SecurityWarning
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+# Containers and dev boxes often run as root; the worker accepts JSON only (no pickle), which is
+# what the warning is about, so it is noise a newcomer cannot act on.
+warnings.filterwarnings("ignore", category=SecurityWarning, message=".*superuser privileges")
 
 app = Celery("scc")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -125,9 +125,6 @@ def run() -> None:
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
-    # Celery warns when it runs as root, which a container or a dev box often is; the worker
-    # takes no pickled messages, so there is nothing for a newcomer to act on.
-    env.setdefault("PYTHONWARNINGS", "ignore::celery.exceptions.SecurityWarning")
 
     def start(name: str, args: list[str]) -> None:
         print(f"[run] starting {name}: {' '.join(args)}", flush=True)

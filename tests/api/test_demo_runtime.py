@@ -161,8 +161,21 @@ def test_it_plays_every_kind_through_the_api(
         "error",
     }
     assert SessionEvent.objects.exclude(redactions={}).exists()
-    # The demo stops what it still runs when it goes away; no flow or task is left running.
-    assert not AgentSession.objects.exclude(kind="chat").filter(live=True).exists()
+    # The demo stops what it still runs and ends its chats when it goes away: nothing it
+    # played is left looking live with no runtime behind it.
+    assert not AgentSession.objects.filter(live=True).exists()
+
+
+def test_going_away_leaves_no_session_live(world: World, setup: tuple[Demo, Clock]) -> None:
+    demo, clock = setup
+    for kind in ("flow_run", "background_task", "chat"):
+        demo.start_session(kind)
+    advance(demo, clock, 5)
+    assert AgentSession.objects.filter(live=True).count() == 3  # positive control
+    demo.shutdown()
+    assert not AgentSession.objects.filter(live=True).exists()
+    chat = AgentSession.objects.get(kind="chat")
+    assert chat.status == "ended"
 
 
 @pytest.mark.slow

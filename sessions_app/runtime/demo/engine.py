@@ -64,6 +64,9 @@ class Demo:
         self.command_mode = commands  # "thread": the command channel; "poll": from the loop
         self.transport = transport
         self.players: dict[str, Player] = {}
+        # Chats stay open after their script (later messages get replies), so the players do
+        # not know them all: ended on shutdown, so none looks live with no runtime behind it.
+        self.chats: set[str] = set()
         self.inbox: queue.Queue[dict[str, Any]] = queue.Queue()
         self.started: dict[str, int] = dict.fromkeys(KINDS, 0)
         self.refused = 0
@@ -130,6 +133,8 @@ class Demo:
     def _add(self, session: dict[str, Any], script: Callable[[Player], Script]) -> Player:
         player = Player(self, session, script)
         self.players[player.id] = player
+        if player.kind == "chat":
+            self.chats.add(player.id)
         return player
 
     # -- commands --
@@ -262,18 +267,26 @@ class Demo:
             self.shutdown()
 
     def shutdown(self) -> None:
-        """Stop what is still running, as a runtime going away should (chats stay open)."""
+        """Stop what is still running and end open chats, as a runtime going away should: no
+        session may look live with nothing behind it."""
         # Going away should not hang on a server that is down: try briefly, then give up.
         self.client.backoff = Backoff(attempts=2)
         for player in list(self.players.values()):
             player.script.close()
             if player.kind == "chat":
                 continue
-            try:
-                batch = self.client.batch(player.id)
-                batch.status("stopping", reason="demo runtime shutting down")
-                batch.status("stopped", reason="demo runtime shut down")
-                batch.flush()
-            except (ApiError, Unavailable) as exc:
-                logger.info("%s: could not stop on shutdown: %s", player.short, exc)
+            self._report_gone(player.id, "stopping", "stopped")
+        for chat_id in sorted(self.chats):
+            # Ending an ended chat is a no-op on the server, so no need to know which are open.
+            self._report_gone(chat_id, "ended")
         self.players.clear()
+        self.chats.clear()
+
+    def _report_gone(self, session_id: str, *statuses: str) -> None:
+        try:
+            batch = self.client.batch(session_id)
+            for status in statuses:
+                batch.status(status, reason="demo runtime shut down")
+            batch.flush()
+        except (ApiError, Unavailable) as exc:
+            logger.info("%s: could not report on shutdown: %s", session_id[:8], exc)
