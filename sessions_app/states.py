@@ -216,13 +216,19 @@ def retention_deadline(last_activity: datetime, retention_days: int) -> datetime
     return last_activity + timedelta(days=max(1, min(retention_days, MAX_RETENTION_DAYS)))
 
 
-def expires_in_days(*, expires_at: datetime | None, pinned: bool, now: datetime) -> int | None:
+def expires_in_days(
+    *,
+    expires_at: datetime | None,
+    pinned: bool,
+    now: datetime,
+    window: timedelta = EXPIRY_WARNING,
+) -> int | None:
     """Whole days until retention deletes a session, rounded up (a 5-day policy right after
     activity says 5, not 4; 0 once due); None when it is pinned (exempt), has no expiry, or
-    expires further away than `EXPIRY_WARNING`."""
+    expires further away than `window`."""
     if pinned or expires_at is None:
         return None
     remaining = expires_at - now
-    if remaining > EXPIRY_WARNING:
+    if remaining > window:
         return None
     return max(0, math.ceil(remaining / timedelta(days=1)))

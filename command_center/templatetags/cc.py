@@ -69,3 +69,11 @@ def redaction_summary(counts: Any) -> str:
     total = sum(n for n in counts.values() if isinstance(n, int))
     rules = ", ".join(sorted(str(rule) for rule in counts))
     return f"{total} credential{'s' if total != 1 else ''} redacted: {rules}"
+
+
+AGENT_STATUS_LABELS = {"working": "working", "idle": "idle", "waiting_input": "waiting for input"}
+
+
+@register.filter
+def agent_status_label(status: Any) -> str:
+    return AGENT_STATUS_LABELS.get(str(status), str(status or "unknown").replace("_", " "))

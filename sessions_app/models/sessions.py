@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -207,7 +208,10 @@ class AgentSession(models.Model):
     @property
     def expires_in_days(self) -> int | None:
         return states.expires_in_days(
-            expires_at=self.expires_at, pinned=self.pinned, now=timezone.now()
+            expires_at=self.expires_at,
+            pinned=self.pinned,
+            now=timezone.now(),
+            window=timedelta(days=settings.SCC_EXPIRY_WARNING_DAYS),
         )
 
     @property

@@ -87,8 +87,60 @@
   document.addEventListener("htmx:wsOpen", function (e) { socket = e.detail.socketWrapper; setConn("live"); });
   document.addEventListener("htmx:wsClose", function () { setConn("offline"); });
   document.addEventListener("htmx:wsConnecting", function () { setConn("connecting"); });
+  // "Load more" means the reader went past the first page: from then on the server counts new
+  // rows in a banner instead of moving the list. The request's element may be the button or the
+  // list it targets, so look at what triggered it as well.
   document.addEventListener("htmx:afterRequest", function (e) {
-    if (e.detail.elt && e.detail.elt.hasAttribute("data-load-more") && e.detail.successful) send({ type: "paged" });
+    if (!e.detail.successful) return;
+    var elt = e.detail.elt, trigger = e.detail.requestConfig && e.detail.requestConfig.triggeringEvent;
+    var source = trigger && trigger.target && trigger.target.closest ? trigger.target.closest("[data-load-more]") : null;
+    if (source || (elt && elt.closest && elt.closest("[data-load-more]"))) send({ type: "paged" });
+  });
+
+  // --- what a person is doing survives live pushes -------------------------------------------
+  // A push re-renders whole fragments (the detail header, panel items). Before a swap, remember
+  // which <details> with an id are open and which input has focus (and its selection); restore
+  // them on the new elements after it, so a menu or a half-typed value never vanishes.
+  var interaction = null;
+  function remember(target) {
+    if (!target || !target.querySelectorAll) return;
+    var active = document.activeElement;
+    interaction = {
+      open: Array.prototype.map.call(target.querySelectorAll("details[open][id]"), function (d) { return d.id; }),
+      focus: active && active.id && target.contains(active) ? active.id : null,
+      value: active && "value" in active ? active.value : null,
+      start: active && active.selectionStart, end: active && active.selectionEnd
+    };
+  }
+  function restore() {
+    if (!interaction) return;
+    interaction.open.forEach(function (id) { var d = document.getElementById(id); if (d) d.open = true; });
+    if (interaction.focus) {
+      var el = document.getElementById(interaction.focus);
+      if (el) {
+        if (interaction.value !== null && "value" in el) el.value = interaction.value;
+        el.focus();
+        if (interaction.start !== null && el.setSelectionRange) {
+          try { el.setSelectionRange(interaction.start, interaction.end); } catch (err) { /* not a text input */ }
+        }
+      }
+    }
+    interaction = null;
+  }
+  document.addEventListener("htmx:oobBeforeSwap", function (e) { remember(e.detail.target); });
+  document.addEventListener("htmx:oobAfterSwap", restore);
+  document.addEventListener("htmx:beforeSwap", function (e) { remember(e.detail.target); });
+  document.addEventListener("htmx:afterSwap", restore);
+
+  // A dialog's action went through: close the dialog (its result shows in the header).
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var dlg = e.detail.elt && e.detail.elt.closest && e.detail.elt.closest("dialog");
+    if (dlg && e.detail.successful && dlg.open) dlg.close();
+  });
+  // Picking an item of a menu closes the menu.
+  document.addEventListener("click", function (e) {
+    var item = e.target.closest(".menu [role=menuitem]");
+    if (item) { var menu = item.closest("details"); if (menu) menu.open = false; }
   });
 
   // --- All logs / Concise ------------------------------------------------------------------------
