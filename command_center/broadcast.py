@@ -75,6 +75,8 @@ def summary_for(session: AgentSession) -> dict[str, Any]:
         "status": session.status,
         "status_group": session.status_group,
         "live": session.live,
+        "stalled": session.stalled,
+        "agent_status": session.agent_status,
         "title": session.title,
         "short_id": session.short_id,
         "last_activity_at": session.last_activity_at.isoformat(),

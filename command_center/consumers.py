@@ -148,15 +148,22 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
             await self.send(text_data="".join(parts))
         # Counts change only when a session enters, leaves or moves between panel sections;
         # most pushes (progress, new events) do not, and cost no query.
-        section = summary["html"]["section"]
+        section = self._section(summary)
         if sid not in self.sections or self.sections[sid] != section:
             self.sections[sid] = section
             self._schedule_counts()
 
+    def _section(self, summary: dict[str, Any]) -> str | None:
+        """The panel section this viewer sees the session in (Needs you only if they may act)."""
+        html = summary["html"]
+        if selectors.may_act(self.access, **_facts(summary)):
+            return html["section_act"]  # type: ignore[no-any-return]
+        return html["section"]  # type: ignore[no-any-return]
+
     def _panel_parts(self, summary: dict[str, Any]) -> list[str]:
         html = summary["html"]
         parts = [html["panel_remove"]]
-        if html.get("section"):
+        if self._section(summary):
             can_act = selectors.may_act(self.access, **_facts(summary))
             parts.append(html["panel_insert_act"] if can_act else html["panel_insert"])
         return parts

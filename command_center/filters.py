@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from django.utils import timezone
 
-from sessions_app import selectors, states
+from sessions_app import states
 from sessions_app.selectors import SessionFilter
 
 FILTER_KEYS = (
@@ -120,20 +120,37 @@ def matches(
             return False
     elif text and states.fold(text) not in states.fold(summary["title"]):
         return False
-    return not flt.active_only or panel_section(summary, now=now) in ("needs", "active")
+    return not flt.active_only or (not summary["archived"] and is_active_now(summary, now=now))
 
 
-def panel_section(summary: Mapping[str, Any], *, now: datetime | None = None) -> str | None:
-    """Which Command Center section a session belongs in: needs (waiting on a person),
-    active (Active Now), recent (changed in the last 24 h), or none."""
+def is_active_now(summary: Mapping[str, Any], *, now: datetime | None = None) -> bool:
+    """`selectors.active_now_q` on a pushed summary."""
+    now = now or timezone.now()
+    last = datetime.fromisoformat(summary["last_activity_at"])
+    return bool(summary["live"]) and (
+        summary["kind"] != states.Kind.CHAT or last >= now - states.ACTIVE_CHAT_WINDOW
+    )
+
+
+def panel_section(
+    summary: Mapping[str, Any], *, can_act: bool, now: datetime | None = None
+) -> str | None:
+    """Which Command Center section a session belongs in for a viewer: needs (it waits on a
+    person and this viewer may act on it), active (Active Now), recent (changed in the last
+    24 h), or none. The same rule as `selectors.command_center_panel`."""
     now = now or timezone.now()
     if summary["archived"]:
         return None
-    last = datetime.fromisoformat(summary["last_activity_at"])
-    if summary["live"] and (
-        summary["kind"] != states.Kind.CHAT or last >= now - states.ACTIVE_CHAT_WINDOW
+    if can_act and states.waits_on_a_person(
+        live=summary["live"],
+        archived=summary["archived"],
+        status=summary["status"],
+        stalled=summary["stalled"],
+        agent_status=summary["agent_status"],
     ):
-        return "needs" if summary["status"] in selectors.NEEDS_YOU_STATUSES else "active"
-    if last >= now - states.RECENT_WINDOW:
+        return "needs"
+    if is_active_now(summary, now=now):
+        return "active"
+    if datetime.fromisoformat(summary["last_activity_at"]) >= now - states.RECENT_WINDOW:
         return "recent"
     return None

@@ -36,13 +36,7 @@ def row_html(session: AgentSession) -> SafeString:
 
 def panel_item_html(session: AgentSession, *, section: str, can_act: bool) -> SafeString:
     return _render(
-        "command_center/panel.html#item",
-        {
-            "s": session,
-            "section": section,
-            "can_act": can_act,
-            "needs_statuses": selectors.NEEDS_YOU_STATUSES,
-        },
+        "command_center/panel.html#item", {"s": session, "section": section, "can_act": can_act}
     )
 
 
@@ -59,39 +53,44 @@ def session_fragments(session: AgentSession) -> dict[str, Any]:
     strings and concatenates them. The panel item comes in two variants: with and without
     one-click actions."""
     sid = str(session.pk)
-    summary = {
-        "archived": session.archived_at is not None,
-        "last_activity_at": session.last_activity_at.isoformat(),
-        "status": session.status,
-        "live": session.live,
-        "kind": session.kind,
-    }
-    section = panel_section(summary)
+    summary = panel_facts(session)
     row = row_html(session)
     row_remove = oob_delete(f"session-{sid}")
     html: dict[str, Any] = {
-        "section": section,
         "panel_remove": panel_remove_html(sid),
         # Paged viewers get the row swapped in place (by id) without moving the list.
         "row_update": row,
         "row_move": row_remove + oob_insert("#rows-live" if session.live else "#rows-rest", row),
         "row_remove": row_remove,
     }
-    if section is not None:
-        target = f"#cc-{section}"
-        plain = panel_item_html(session, section=section, can_act=False)
-        html["panel_insert"] = oob_insert(target, plain)
-        html["panel_insert_act"] = (
-            oob_insert(target, panel_item_html(session, section=section, can_act=True))
-            if section == "needs"
-            else html["panel_insert"]
-        )
+    # The section depends on whether the viewer may act (Needs you is what they can act on):
+    # both variants are rendered here, the consumer picks one.
+    for suffix, can_act in (("", False), ("_act", True)):
+        section = panel_section(summary, can_act=can_act)
+        html[f"section{suffix}"] = section
+        if section is not None:
+            item = panel_item_html(session, section=section, can_act=can_act)
+            html[f"panel_insert{suffix}"] = oob_insert(f"#cc-{section}", item)
     return html
+
+
+def panel_facts(session: AgentSession) -> dict[str, Any]:
+    """The fields `filters.panel_section` reads, from a session."""
+    return {
+        "archived": session.archived_at is not None,
+        "last_activity_at": session.last_activity_at.isoformat(),
+        "status": session.status,
+        "live": session.live,
+        "kind": session.kind,
+        "stalled": session.stalled,
+        "agent_status": session.agent_status,
+    }
 
 
 def deleted_fragments(session_id: str) -> dict[str, Any]:
     return {
         "section": None,
+        "section_act": None,
         "panel_remove": panel_remove_html(session_id),
         "row_remove": oob_delete(f"session-{session_id}"),
     }
@@ -101,10 +100,7 @@ def deleted_fragments(session_id: str) -> dict[str, Any]:
 
 
 def panel_context(user: Any) -> dict[str, Any]:
-    sections = selectors.command_center_panel(user)
-    for s in sections["needs"].items:
-        s.viewer_can_act = selectors.can_act(user, s)  # type: ignore[attr-defined]
-    return {"sections": sections, "needs_statuses": selectors.NEEDS_YOU_STATUSES}
+    return {"sections": selectors.command_center_panel(user)}
 
 
 def panel_body_html(user: Any) -> str:

@@ -120,6 +120,11 @@ GROUP_OF_STATUS: Mapping[str, str] = {
     S.CANCELLED: Group.STOPPED,
 }
 
+# A live session in one of these waits on a person (Needs you), as does a stalled one and one
+# whose agent says it waits for the user's answer.
+WAITS_ON_A_PERSON = frozenset({S.WAITING_INPUT, S.PAUSED, S.IDLE})
+AGENT_WAITING_INPUT = "waiting_input"
+
 ACTIVE_CHAT_WINDOW = timedelta(minutes=30)
 RECENT_WINDOW = timedelta(hours=24)
 EXPIRY_WARNING = timedelta(days=7)
@@ -161,6 +166,16 @@ def status_group_expression() -> Case:
             if _statuses_in(group)
         ),
         default=Value(Group.PROBLEM.value),
+    )
+
+
+def waits_on_a_person(
+    *, live: bool, archived: bool, status: str, stalled: bool, agent_status: str
+) -> bool:
+    return (
+        live
+        and not archived
+        and (status in WAITS_ON_A_PERSON or stalled or agent_status == AGENT_WAITING_INPUT)
     )
 
 

@@ -60,7 +60,7 @@ def access_for(user: Any) -> Access:
     return access
 
 
-def visibility_q(access: Access) -> Q:
+def _grants_q(access: Access, project_ids: frozenset[int]) -> Q:
     if access.superuser:
         return Q()
     if access.user_id is None:
@@ -68,10 +68,20 @@ def visibility_q(access: Access) -> Q:
     q = Q(owner_id=access.user_id) | Q(agent__owner_id=access.user_id)
     if access.admin_tenant_ids:
         q |= Q(tenant_id__in=access.admin_tenant_ids)
-    if access.developer_project_ids:
+    if project_ids:
         # Chats are private to their owner, the agent owner and tenant admins.
-        q |= Q(project_id__in=access.developer_project_ids) & ~Q(kind=Kind.CHAT)
+        q |= Q(project_id__in=project_ids) & ~Q(kind=Kind.CHAT)
     return q
+
+
+def visibility_q(access: Access) -> Q:
+    """`may_view` as SQL."""
+    return _grants_q(access, access.developer_project_ids)
+
+
+def actable_q(access: Access) -> Q:
+    """`may_act` as SQL."""
+    return _grants_q(access, access.maintainer_project_ids)
 
 
 def sessions_visible_to(user: Any) -> QuerySet[AgentSession]:

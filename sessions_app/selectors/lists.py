@@ -22,7 +22,7 @@ from sessions_app.models import (
     Initiative,
     Project,
 )
-from sessions_app.selectors.access import sessions_visible_to
+from sessions_app.selectors.access import access_for, actable_q, sessions_visible_to
 from sessions_app.states import Kind
 
 
@@ -158,12 +158,32 @@ def recent(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:
     )
 
 
-NEEDS_YOU_STATUSES = frozenset({states.Status.WAITING_INPUT, states.Status.PAUSED})
+NEEDS_YOU_STATUSES = states.WAITS_ON_A_PERSON
+
+
+def waits_on_a_person_q() -> Q:
+    """`states.waits_on_a_person` as SQL."""
+    return Q(live=True, archived_at__isnull=True) & (
+        Q(status__in=sorted(states.WAITS_ON_A_PERSON))
+        | Q(stalled=True)
+        | Q(agent_status=states.AGENT_WAITING_INPUT)
+    )
+
+
+def _needs_q(user: Any) -> Q:
+    return waits_on_a_person_q() & actable_q(access_for(user))
 
 
 def needs_you(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:
-    """Active Now sessions waiting on a person: input, a checkpoint approval, or paused."""
-    return active_now(user, now=now).filter(status__in=NEEDS_YOU_STATUSES)
+    """Sessions waiting on a person that this viewer may act on: input, a checkpoint, a pause,
+    an idle chat, a stall, an agent waiting for an answer. Exactly what the viewer can act on,
+    so the badge never counts what they could only look at."""
+    return (
+        sessions_visible_to(user)
+        .filter(_needs_q(user))
+        .select_related("agent", "owner", "project", "initiative")
+        .order_by(*LIST_ORDER)
+    )
 
 
 @dataclass(frozen=True)
@@ -179,8 +199,8 @@ def command_center_panel(
     Six queries whatever the number of rows."""
     now = now or timezone.now()
     needs = needs_you(user, now=now)
-    active = active_now(user, now=now).exclude(status__in=NEEDS_YOU_STATUSES)
-    recent_qs = recent(user, now=now)
+    active = active_now(user, now=now).exclude(_needs_q(user))
+    recent_qs = recent(user, now=now).exclude(_needs_q(user))
     return {
         name: PanelSection(list(qs[:limit]), qs.count())
         for name, qs in (("needs", needs), ("active", active), ("recent", recent_qs))
@@ -191,8 +211,8 @@ def command_center_counts(user: Any, *, now: datetime | None = None) -> dict[str
     now = now or timezone.now()
     return {
         "needs": needs_you(user, now=now).count(),
-        "active": active_now(user, now=now).exclude(status__in=NEEDS_YOU_STATUSES).count(),
-        "recent": recent(user, now=now).count(),
+        "active": active_now(user, now=now).exclude(_needs_q(user)).count(),
+        "recent": recent(user, now=now).exclude(_needs_q(user)).count(),
     }
 
 

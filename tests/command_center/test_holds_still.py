@@ -84,3 +84,64 @@ def test_a_missing_page_is_the_styled_404(admin_client: Any) -> None:
     body = response.content.decode()
     assert "Back to sessions" in body
     assert 'class="topbar"' in body
+
+
+def _sections(user: Any) -> dict[str, set[Any]]:
+    from sessions_app import selectors
+
+    panel = selectors.command_center_panel(user)
+    return {name: {s.pk for s in section.items} for name, section in panel.items()}
+
+
+def test_needs_you_is_exactly_what_the_viewer_may_act_on(world: Any) -> None:
+    from command_center.broadcast import summary_for
+    from command_center.filters import panel_section
+    from sessions_app import selectors
+
+    waiting = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="waiting_input")
+    paused = f.make_session(world.agent, world.owner, Kind.BACKGROUND_TASK, status="paused")
+    stalled = f.make_session(world.agent, world.owner, Kind.BACKGROUND_TASK, status="running")
+    AgentSession.objects.filter(pk=stalled.pk).update(stalled=True, stall_reason="no event")
+    idle_chat = f.make_session(world.agent, world.owner, Kind.CHAT, status="idle")
+    asking = f.make_session(world.agent, world.owner, Kind.CHAT)
+    services.events_record(
+        session=asking, events=[services.EventIn("q", "agent_status", {"status": "waiting_input"})]
+    )
+    working = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
+    waits = {waiting.pk, paused.pk, stalled.pk, idle_chat.pk, asking.pk}
+
+    owner = _sections(world.owner)  # owns them all: may act on every one
+    assert owner["needs"] == waits
+    assert working.pk in owner["active"]
+    # A developer sees the project's runs and tasks but may not act: nothing needs them.
+    developer = _sections(world.developer)
+    assert developer["needs"] == set()
+    assert {waiting.pk, paused.pk, stalled.pk} <= developer["active"]
+    # A maintainer may act on runs and tasks, not on someone's chats (which they cannot see).
+    maintainer = _sections(world.maintainer)
+    assert maintainer["needs"] == {waiting.pk, paused.pk, stalled.pk}
+    assert selectors.command_center_counts(world.maintainer)["needs"] == 3
+
+    # The live push places each session where a reload would, for each viewer.
+    for viewer in (world.owner, world.developer, world.maintainer, world.admin):
+        access = selectors.access_for(viewer)
+        shown = _sections(viewer)
+        for s in AgentSession.objects.all():
+            summary = summary_for(s)
+            if not selectors.may_view(access, **selectors.session_facts(s)):
+                continue
+            can_act = selectors.may_act(access, **selectors.session_facts(s))
+            section = panel_section(summary, can_act=can_act)
+            expected = next((name for name, ids in shown.items() if s.pk in ids), None)
+            assert section == expected, (viewer, s.title, section, expected)
+
+
+def test_reply_shows_for_a_chat_whose_agent_waits_for_an_answer(world: Any) -> None:
+    chat = f.make_session(world.agent, world.owner, Kind.CHAT)
+    services.events_record(
+        session=chat, events=[services.EventIn("q", "agent_status", {"status": "waiting_input"})]
+    )
+    body = fragments.panel_body_html(world.owner)
+    item = re.search(rf'<div id="cc-needs-{chat.pk}".*?</div>\s*</div>', body, re.S)
+    assert item is not None
+    assert "Reply" in item.group(0)
