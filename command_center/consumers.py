@@ -9,13 +9,16 @@ between sections; transcript lines appended; counts refreshed (debounced).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.utils import timezone
 
 from command_center import filters, fragments
 from command_center.broadcast import groups_for_access
@@ -26,6 +29,8 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_BAD_REQUEST = 4400
 COUNTS_DEBOUNCE_SECONDS = 1.0
+# With nothing due, the clock watcher still wakes this often (a push wakes it sooner).
+CLOCK_IDLE_SECONDS = 3600.0
 
 
 def _facts(summary: dict[str, Any]) -> dict[str, Any]:
@@ -40,6 +45,9 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
         # Set before any early close: disconnect() reads them whatever connect() got to.
         self.groups_joined = []
         self._counts_task: asyncio.Task[None] | None = None
+        self._clock_task: asyncio.Task[None] | None = None
+        self._next_move: datetime | None = None
+        self._clock_changed = asyncio.Event()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             # Accept first so the close code reaches the browser: a refused handshake looks
@@ -76,12 +84,14 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
             await self.close(code=4404)
             return
         await self.send(text_data=snapshot)
+        self._clock_task = asyncio.ensure_future(self._watch_clock())
 
     async def disconnect(self, code: int) -> None:
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
-        if self._counts_task is not None and not self._counts_task.done():
-            self._counts_task.cancel()
+        for task in (self._counts_task, self._clock_task):
+            if task is not None and not task.done():
+                task.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The page says when the viewer has loaded more pages (then new rows become an
@@ -100,6 +110,7 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
     # --- snapshot ---------------------------------------------------------------------------
 
     def _snapshot(self) -> str | None:
+        self._next_move = selectors.panel_next_move(self.user)
         parts = [fragments.panel_body_html(self.user), fragments.panel_counts_html(self.user)]
         if self.view == "list":
             page = selectors.session_page(self.user, self.flt, limit=50)
@@ -152,6 +163,36 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
         if sid not in self.sections or self.sections[sid] != section:
             self.sections[sid] = section
             self._schedule_counts()
+        move = None if summary["deleted"] else filters.next_move(summary, section)
+        if move is not None and (self._next_move is None or move < self._next_move):
+            self._next_move = move
+            self._clock_changed.set()
+
+    # --- time -------------------------------------------------------------------------------
+
+    async def _watch_clock(self) -> None:
+        """Sections change with time alone (a chat quiet for 30 minutes leaves Active Now, a day
+        later Recent lets go): when the earliest such moment passes, send the panel (and a list
+        filtered to Active Now) again, as a reconnect would."""
+        while True:
+            wait = CLOCK_IDLE_SECONDS
+            if self._next_move is not None:
+                wait = (self._next_move - timezone.now()).total_seconds()
+            if wait > 0:
+                self._clock_changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._clock_changed.wait(), timeout=min(wait, 3600))
+                continue
+            self._next_move = None
+            refreshed = await database_sync_to_async(self._time_refresh)()
+            await self.send(text_data=refreshed)
+
+    def _time_refresh(self) -> str:
+        self._next_move = selectors.panel_next_move(self.user)
+        parts = [fragments.panel_body_html(self.user), fragments.panel_counts_html(self.user)]
+        if self.view == "list" and self.flt.active_only and not self.paged:
+            parts.append(fragments.list_html(selectors.session_page(self.user, self.flt), self.flt))
+        return "".join(parts)
 
     def _section(self, summary: dict[str, Any]) -> str | None:
         """The panel section this viewer sees the session in (Needs you only if they may act)."""

@@ -154,3 +154,13 @@ def panel_section(
     if datetime.fromisoformat(summary["last_activity_at"]) >= now - states.RECENT_WINDOW:
         return "recent"
     return None
+
+
+def next_move(summary: Mapping[str, Any], section: str | None) -> datetime | None:
+    """When a pushed session leaves its panel section by time alone (see panel_next_move)."""
+    last = datetime.fromisoformat(summary["last_activity_at"])
+    if section == "active" and summary["kind"] == states.Kind.CHAT:
+        return last + states.ACTIVE_CHAT_WINDOW
+    if section == "recent":
+        return last + states.RECENT_WINDOW
+    return None

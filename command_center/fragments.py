@@ -43,8 +43,13 @@ def panel_item_html(session: AgentSession, *, section: str, can_act: bool) -> Sa
 PANEL_SECTIONS = ("needs", "active", "recent")
 
 
+def live_op(op: str, target: str, content: SafeString | str = "") -> SafeString:
+    """An operation on an element that may not be on the page (see oob.html#op)."""
+    return _render("command_center/oob.html#op", {"op": op, "target": target, "content": content})
+
+
 def panel_remove_html(session_id: str) -> str:
-    return "".join(oob_delete(f"cc-{name}-{session_id}") for name in PANEL_SECTIONS)
+    return "".join(live_op("remove", f"cc-{name}-{session_id}") for name in PANEL_SECTIONS)
 
 
 def session_fragments(session: AgentSession) -> dict[str, Any]:
@@ -55,13 +60,15 @@ def session_fragments(session: AgentSession) -> dict[str, Any]:
     sid = str(session.pk)
     summary = panel_facts(session)
     row = row_html(session)
-    row_remove = oob_delete(f"session-{sid}")
+    row_id = f"session-{sid}"
     html: dict[str, Any] = {
         "panel_remove": panel_remove_html(sid),
-        # Paged viewers get the row swapped in place (by id) without moving the list.
-        "row_update": row,
-        "row_move": row_remove + oob_insert("#rows-live" if session.live else "#rows-rest", row),
-        "row_remove": row_remove,
+        # Paged viewers get the row replaced where it is (if shown) without moving the list.
+        "row_update": live_op("replace", row_id, row),
+        # Otherwise the row moves to where a reload would put it: its section, in list order.
+        "row_move": live_op("remove", row_id)
+        + live_op("insert", "rows-live" if session.live else "rows-rest", row),
+        "row_remove": live_op("remove", row_id),
     }
     # The section depends on whether the viewer may act (Needs you is what they can act on):
     # both variants are rendered here, the consumer picks one.
@@ -70,7 +77,7 @@ def session_fragments(session: AgentSession) -> dict[str, Any]:
         html[f"section{suffix}"] = section
         if section is not None:
             item = panel_item_html(session, section=section, can_act=can_act)
-            html[f"panel_insert{suffix}"] = oob_insert(f"#cc-{section}", item)
+            html[f"panel_insert{suffix}"] = live_op("insert", f"cc-{section}", item)
     return html
 
 
@@ -92,7 +99,7 @@ def deleted_fragments(session_id: str) -> dict[str, Any]:
         "section": None,
         "section_act": None,
         "panel_remove": panel_remove_html(session_id),
-        "row_remove": oob_delete(f"session-{session_id}"),
+        "row_remove": live_op("remove", f"session-{session_id}"),
     }
 
 
@@ -257,10 +264,6 @@ def oob_insert(target: str, content: SafeString, position: str = "afterbegin") -
         "command_center/oob.html#insert",
         {"target": target, "content": content, "position": position},
     )
-
-
-def oob_delete(element_id: str) -> str:
-    return _render("command_center/oob.html#delete", {"id": element_id})
 
 
 def new_banner_html(count: int) -> str:

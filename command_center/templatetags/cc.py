@@ -77,3 +77,11 @@ AGENT_STATUS_LABELS = {"working": "working", "idle": "idle", "waiting_input": "w
 @register.filter
 def agent_status_label(status: Any) -> str:
     return AGENT_STATUS_LABELS.get(str(status), str(status or "unknown").replace("_", " "))
+
+
+@register.filter
+def sort_key(session: Any) -> str:
+    """The list order within a section (most recently active first, then by id, as
+    `selectors.LIST_ORDER`), as a string that sorts the same way: live pushes insert by it."""
+    micros = int(session.last_activity_at.timestamp() * 1_000_000)
+    return f"{micros:020d}-{session.pk}"

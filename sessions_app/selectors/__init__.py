@@ -36,6 +36,7 @@ from sessions_app.selectors.lists import (
     filter_facets,
     filtered_sessions,
     needs_you,
+    panel_next_move,
     recent,
     session_page,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "member_by_username",
     "needs_you",
     "oldest_undelivered_command_age",
+    "panel_next_move",
     "policy_history",
     "recent",
     "session_children",

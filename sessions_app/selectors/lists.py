@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q, QuerySet
+from django.db.models import Min, Q, QuerySet
 from django.utils import timezone
 
 from sessions_app import states
@@ -230,3 +230,28 @@ def filter_facets(user: Any) -> dict[str, Any]:
             pk__in=visible.filter(initiative__isnull=False).values("initiative_id")
         ).order_by("name"),
     }
+
+
+def panel_next_move(user: Any, *, now: datetime | None = None) -> datetime | None:
+    """When the viewer's panel next changes with nothing else happening: the first chat in
+    Active Now to pass its 30 quiet minutes, or the first Recent item to pass 24 hours."""
+    now = now or timezone.now()
+    needs = _needs_q(user)
+    quiet_chat = (
+        active_now(user, now=now)
+        .exclude(needs)
+        .filter(kind=Kind.CHAT)
+        .aggregate(first=Min("last_activity_at"))["first"]
+    )
+    oldest_recent = (
+        recent(user, now=now).exclude(needs).aggregate(first=Min("last_activity_at"))["first"]
+    )
+    moves = [
+        t + window
+        for t, window in (
+            (quiet_chat, states.ACTIVE_CHAT_WINDOW),
+            (oldest_recent, states.RECENT_WINDOW),
+        )
+        if t is not None
+    ]
+    return min(moves) if moves else None

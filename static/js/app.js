@@ -143,6 +143,50 @@
     if (item) { var menu = item.closest("details"); if (menu) menu.open = false; }
   });
 
+  // --- live operations ------------------------------------------------------------------------
+  // Pushes name elements that may not be on this page (another page of the list, a section the
+  // panel does not show): they arrive as <template data-op> in #live-ops and are applied here.
+  // Inserts go where a reload would put them: containers keep their children in descending
+  // data-sort order (the list order), so a change that does not touch recency stays in place.
+  function insertSorted(container, el) {
+    var key = el.getAttribute("data-sort") || "";
+    var kids = container.querySelectorAll(":scope > [data-sort]");
+    for (var i = 0; i < kids.length; i++) {
+      if ((kids[i].getAttribute("data-sort") || "") < key) { container.insertBefore(el, kids[i]); return; }
+    }
+    // Past the end of a list with more pages: a reload would not show it on this page either.
+    var more = container.closest("#session-list") && document.querySelector("#load-more [data-load-more]");
+    var restShown = document.querySelector("#rows-rest > [data-sort]");
+    if (more && (container.id === "rows-rest" || !restShown) && kids.length) return;
+    container.appendChild(el);
+  }
+  function applyLiveOps() {
+    var box = document.getElementById("live-ops");
+    if (!box || !box.firstElementChild) return;
+    // An item may be replaced while someone types a reply in it: keep focus, text and menus.
+    remember(document.body);
+    box.querySelectorAll("template[data-op]").forEach(function (t) {
+      var op = t.getAttribute("data-op"), target = t.getAttribute("data-target");
+      var el = t.content.firstElementChild;
+      if (op === "remove") {
+        var gone = document.getElementById(target); if (gone) gone.remove();
+      } else if (op === "replace" && el) {
+        var old = document.getElementById(el.id);
+        if (old) { old.replaceWith(el); htmx.process(el); }
+      } else if (op === "insert" && el) {
+        var container = document.getElementById(target);
+        if (container) {
+          var existing = document.getElementById(el.id); if (existing) existing.remove();
+          insertSorted(container, el);
+          htmx.process(el);
+        }
+      }
+    });
+    box.innerHTML = "";
+    restore();
+  }
+  document.addEventListener("htmx:wsAfterMessage", applyLiveOps);
+
   // --- All logs / Concise ------------------------------------------------------------------------
   function applyLogMode() {
     var mode = localStorage.getItem("scc-logmode") || "all";

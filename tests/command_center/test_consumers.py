@@ -95,7 +95,7 @@ async def test_a_new_visible_session_is_pushed_as_a_row_insert(world) -> None:
         world.agent, world.owner, Kind.FLOW_RUN, title="Fresh run"
     )
     frame = await receive_until(communicator, f'id="session-{s.pk}"')
-    assert 'hx-swap-oob="afterbegin:#rows-live"' in frame
+    assert 'data-op="insert" data-target="rows-live"' in frame
     assert "Fresh run" in frame
     await communicator.disconnect()
 
@@ -109,10 +109,11 @@ async def test_a_filter_hides_a_non_matching_session(world) -> None:
     chat = await sync_to_async(f.make_session)(world.agent, world.owner, Kind.CHAT, title="A chat")
     frames = "".join(await drain(communicator))
     # The flow reaches the (unfiltered) panel but never the filtered list.
-    assert "#rows-live" in frames
+    assert 'data-target="rows-live"' in frames
     assert 'class="row' in frames
     rows_inserted = re.findall(
-        r'afterbegin:#rows-(?:live|rest)">\s*<a id="session-([0-9a-f-]+)"', frames
+        r'data-op="insert" data-target="rows-(?:live|rest)">\s*<a id="session-([0-9a-f-]+)"',
+        frames,
     )
     assert rows_inserted == [str(chat.pk)]
     assert str(flow.pk) in frames  # as a panel item and a row delete only
@@ -151,8 +152,8 @@ async def test_a_status_change_moves_the_row_between_sections(world) -> None:
     communicator = await connect(world.owner, "view=list")
     await communicator.receive_from(timeout=5)
     await sync_to_async(f.walk_to)(s, "completed")
-    frame = await receive_until(communicator, "#rows-rest")
-    assert f'<div id="session-{s.pk}" hx-swap-oob="delete"></div>' in frame
+    frame = await receive_until(communicator, 'data-target="rows-rest"')
+    assert f'data-op="remove" data-target="session-{s.pk}"' in frame
     assert f'id="cc-recent-{s.pk}"' in frame
     await communicator.disconnect()
 
@@ -164,7 +165,7 @@ async def test_a_paged_viewer_gets_a_banner_instead_of_inserts(world) -> None:
     s = await sync_to_async(f.make_session)(world.agent, world.owner, Kind.FLOW_RUN)
     frame = await receive_until(communicator, 'id="new-banner"')
     assert "1 new or updated session" in frame
-    assert "afterbegin:#rows-live" not in frame
+    assert 'data-op="insert" data-target="rows-live"' not in frame
     assert f'id="session-{s.pk}"' in frame  # updated in place if it is on screen
     await communicator.disconnect()
 
