@@ -235,6 +235,8 @@ def session_export(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
             "owner": session.owner.get_username(),
             "model": session.model,
             "created_at": session.created_at.isoformat(),
+            # Related sessions the viewer may not see appear without title or id.
+            "lineage": selectors.related_for(request.user, session).as_json(),
         },
         "events": [
             {
