@@ -9,8 +9,9 @@ class CommandCenterConfig(AppConfig):
 
     def ready(self) -> None:
         # The broadcaster imports models: only once the app registry is ready.
-        from command_center.broadcast import broadcaster  # noqa: PLC0415
+        from command_center.broadcast import broadcaster, notify_access_changed  # noqa: PLC0415
         from sessions_app import hooks  # noqa: PLC0415
 
         hooks.register("session_changed", broadcaster.session_changed)
         hooks.register("sessions_deleted", broadcaster.sessions_deleted)
+        hooks.register("access_changed", notify_access_changed)

@@ -10,6 +10,7 @@ Groups (so a push reaches only the sockets that may see the session):
   scc.t<tenant>.adm  tenant admins
   scc.p<project>.dev project developers and up (flow runs and background tasks only)
   scc.all            superusers
+  scc.access.u<user> every dashboard of one person, told when their access changed
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connections
@@ -35,6 +36,7 @@ from sessions_app.states import Kind
 log = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "session.change"
+ACCESS_MESSAGE_TYPE = "access.changed"
 
 
 def groups_for_session(facts: Mapping[str, Any]) -> list[str]:
@@ -47,6 +49,11 @@ def groups_for_session(facts: Mapping[str, Any]) -> list[str]:
     if facts["kind"] != Kind.CHAT:
         groups.add(f"scc.p{facts['project_id']}.dev")
     return sorted(groups)
+
+
+def access_group(user_id: int) -> str:
+    """Every dashboard socket of one person, told when their access changes."""
+    return f"scc.access.u{user_id}"
 
 
 def groups_for_access(access: Any) -> list[str]:
@@ -183,6 +190,20 @@ class Broadcaster:
                     return True
             time.sleep(0.01)
         return False
+
+
+def notify_access_changed(user_ids: list[int]) -> None:
+    """`access_changed` listener (after commit): every open dashboard of these people re-checks
+    its access at once. A lost message is covered by the consumers' own re-read of an old
+    access, so an unreachable channel layer is logged, not raised into the request."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        for user_id in user_ids:
+            async_to_sync(layer.group_send)(access_group(user_id), {"type": ACCESS_MESSAGE_TYPE})
+    except Exception:
+        log.warning("could not announce an access change to %s", user_ids, exc_info=True)
 
 
 def _load(ids: set[uuid.UUID]) -> list[dict[str, Any]]:

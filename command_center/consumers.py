@@ -4,6 +4,13 @@ Holds its viewer's access and current view, sends a full snapshot on every (re)c
 view is stale after a drop or a server restart), then forwards only the pushes this viewer may
 see and that match the view: rows inserted, updated, moved or removed; panel items moved
 between sections; transcript lines appended; counts refreshed (debounced).
+
+The access it holds is re-read whenever it may have changed: the `access_changed` hook sends
+`access.changed` to the viewer's access group after a membership, role or agent ownership
+changes, and the socket re-reads its access, re-joins its groups and re-sends its snapshot
+(rows the viewer may no longer see disappear; a detail view of a session they may no longer
+see closes with 4403). As a backstop for changes made around the services, an access older than
+ACCESS_MAX_AGE_SECONDS is re-read before the next push is filtered.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,13 +29,16 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import timezone
 
 from command_center import filters, fragments
-from command_center.broadcast import groups_for_access
+from command_center.broadcast import access_group, groups_for_access
 from sessions_app import errors, selectors
 
 log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_BAD_REQUEST = 4400
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+ACCESS_MAX_AGE_SECONDS = 60.0
 COUNTS_DEBOUNCE_SECONDS = 1.0
 # With nothing due, the clock watcher still wakes this often (a push wakes it sooner).
 CLOCK_IDLE_SECONDS = 3600.0
@@ -74,14 +85,36 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_BAD_REQUEST)
             return
         self.user = user
-        self.access = await database_sync_to_async(selectors.access_for)(user)
-        self.groups_joined = groups_for_access(self.access)
-        for group in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+        # Fresh: the user object of a socket lives as long as the socket.
+        await self._refresh_access()
         await self.accept()
         snapshot = await database_sync_to_async(self._snapshot)()
         if snapshot is None:
-            await self.close(code=4404)
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.send(text_data=snapshot)
+
+    async def _refresh_access(self) -> None:
+        """Re-read the viewer's access and follow it with the groups this socket listens on."""
+        self.access = await database_sync_to_async(selectors.access_for)(self.user, fresh=True)
+        self.access_read_at = time.monotonic()
+        wanted = [access_group(self.user.pk), *groups_for_access(self.access)]
+        for group in set(self.groups_joined) - set(wanted):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in set(wanted) - set(self.groups_joined):
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined = wanted
+
+    async def access_changed(self, event: dict[str, Any]) -> None:
+        """The viewer's memberships, roles or agents changed: show only what they may see now."""
+        await self._refresh_access()
+        self.paged, self.new_count = False, 0
+        # Versions seen under the old access must not keep a now-visible session's next push out.
+        self.seen.clear()
+        snapshot = await database_sync_to_async(self._snapshot)()
+        if snapshot is None:
+            await self.send(text_data=fragments.access_lost_header_html())
+            await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.send(text_data=snapshot)
         self._clock_task = asyncio.ensure_future(self._watch_clock())
@@ -148,6 +181,8 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
         if self.seen.get(sid, -1) >= summary["version"] and not summary["deleted"]:
             return
         self.seen[sid] = summary["version"]
+        if time.monotonic() - self.access_read_at > ACCESS_MAX_AGE_SECONDS:
+            await self._refresh_access()
         if not selectors.may_view(self.access, **_facts(summary)):
             return
         parts = self._panel_parts(summary)

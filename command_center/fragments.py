@@ -223,7 +223,8 @@ def detail_context(user: Any, session: AgentSession, **extra: Any) -> dict[str, 
         "actions": actions_for(user, session),
         "can_act": selectors.can_act(user, session),
         "verbose_types": VERBOSE_TYPES,
-        "children": selectors.session_children(user, session),
+        # Related sessions through the one lineage rule: hidden ones carry no title or id.
+        "lineage": selectors.related_for(user, session),
     }
     if session.kind == Kind.FLOW_RUN:
         ctx["steps"] = flow_steps(session)
@@ -279,3 +280,7 @@ def list_html(page: selectors.Page, flt: selectors.SessionFilter) -> str:
 
 def deleted_header_html() -> str:
     return _render("command_center/detail.html#header", {"deleted": True})
+
+
+def access_lost_header_html() -> str:
+    return _render("command_center/detail.html#header", {"access_lost": True})

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from command_center import agent_views, views
+from command_center import agent_views, token_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -19,4 +19,6 @@ urlpatterns = [
     path("sessions/<str:session_id>/transfer/", views.session_transfer, name="session_transfer"),
     path("sessions/<str:session_id>/delete/", views.session_delete, name="session_delete"),
     path("command-center/panel/", views.panel, name="panel"),
+    path("tokens/", token_views.tokens_page, name="tokens"),
+    path("tokens/<int:token_id>/revoke/", token_views.token_revoke, name="token_revoke"),
 ]

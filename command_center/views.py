@@ -236,6 +236,8 @@ def session_export(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
             "model": session.model,
             "created_at": session.created_at.isoformat(),
             "redactions": session.redaction_counts or {},
+            # Related sessions the viewer may not see appear without title or id.
+            "lineage": selectors.related_for(request.user, session).as_json(),
         },
         "events": [
             {

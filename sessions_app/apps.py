@@ -12,6 +12,10 @@ class SessionsAppConfig(AppConfig):
         # Runtimes hear about queued commands over the channel layer (see runtime/consumer.py).
         # The consumer imports models: only once the app registry is ready.
         from sessions_app import hooks  # noqa: PLC0415
-        from sessions_app.runtime.consumer import notify_command_queued  # noqa: PLC0415
+        from sessions_app.runtime.consumer import (  # noqa: PLC0415
+            notify_command_queued,
+            notify_tokens_changed,
+        )
 
         hooks.register("command_queued", notify_command_queued)
+        hooks.register("tokens_changed", notify_tokens_changed)

@@ -7,7 +7,7 @@ commits, so nobody hears about a change that was rolled back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +18,8 @@ _listeners: dict[str, list[Listener]] = {
     "session_changed": [],
     "command_queued": [],
     "sessions_deleted": [],
+    "access_changed": [],
+    "tokens_changed": [],
 }
 
 
@@ -52,3 +54,18 @@ def sessions_deleted(facts: list[dict[str, Any]]) -> None:
     views need to route the removal: id, tenant_id, project_id, owner_id, agent_owner_id, kind."""
     if facts:
         _notify_on_commit("sessions_deleted", facts)
+
+
+def access_changed(user_ids: Iterable[int]) -> None:
+    """What these people may see or do changed (a membership, a role, the tenant-admin flag, an
+    agent's owner): their open sockets re-check their access."""
+    ids = sorted({int(i) for i in user_ids if i is not None})
+    if ids:
+        _notify_on_commit("access_changed", ids)
+
+
+def tokens_changed(token_ids: Iterable[int]) -> None:
+    """These tokens were revoked, deleted or re-scoped: sockets holding them re-check."""
+    ids = sorted({int(i) for i in token_ids if i is not None})
+    if ids:
+        _notify_on_commit("tokens_changed", ids)

@@ -11,6 +11,7 @@ from uuid import UUID
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 from ninja import Router
+from ninja.errors import AuthenticationError
 from ninja.params.functions import Query
 
 from sessions_app import selectors, services
@@ -72,16 +73,27 @@ def agent_list(request: HttpRequest) -> dict[str, Any]:
 async def commands_poll(
     request: HttpRequest, wait: int = Query(0, ge=0, le=MAX_WAIT_SECONDS)
 ) -> dict[str, Any]:
-    access = require_runtime(request)
-    claim = sync_to_async(services.commands_claim)
+    token_id = require_runtime(request).token.pk
+    claim = sync_to_async(_claim_if_live)
     deadline = time.monotonic() + wait
     while True:
-        commands = await claim(agent_ids=access.agent_ids, redeliver_after=REDELIVER_AFTER)
+        commands = await claim(token_id)
+        if commands is None:
+            # Revoked, deleted or re-scoped away while waiting: nothing more for this token.
+            raise AuthenticationError(401, "This token was revoked.")
         remaining = deadline - time.monotonic()
         if commands or remaining <= 0:
             return {"items": [out.command_out(c) for c in commands]}
         # An async view, so a waiting runtime holds no worker thread.
         await asyncio.sleep(min(POLL_INTERVAL_SECONDS, remaining))
+
+
+def _claim_if_live(token_id: int) -> list[Any] | None:
+    """Read the token again on every round of the long-poll, then claim for its agents now."""
+    access = selectors.token_access_by_id(token_id)
+    if access is None or not access.is_runtime:
+        return None
+    return services.commands_claim(agent_ids=access.agent_ids, redeliver_after=REDELIVER_AFTER)
 
 
 @router.post(

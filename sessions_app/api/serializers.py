@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
+from uuid import UUID
 
 from sessions_app.models import Agent, AgentSession, RuntimeCommand, SessionEvent
+from sessions_app.selectors import LINKS
 from sessions_app.services import METADATA_FIELDS
 
 
-def session_out(s: AgentSession) -> dict[str, Any]:
+def session_out(s: AgentSession, *, visible: Collection[UUID]) -> dict[str, Any]:
+    """`visible`: which of the sessions this one links to the caller may see
+    (`selectors.visible_among(caller, selectors.link_ids([s, ...]))`); the others are named
+    only in `hidden_related`, without their id."""
+    links = {link: getattr(s, f"{link}_id") for link in LINKS}
     return {
         "id": s.pk,
         "short_id": s.short_id,
@@ -22,7 +29,8 @@ def session_out(s: AgentSession) -> dict[str, Any]:
         "owner": {"id": s.owner_id, "username": s.owner.get_username()},
         "project": {"id": s.project_id, "name": s.project.name},
         "initiative_id": s.initiative_id,
-        "parent_id": s.parent_id,
+        **{f"{link}_id": i if i in visible else None for link, i in links.items()},
+        "hidden_related": [link for link, i in links.items() if i is not None and i not in visible],
         "redactions": s.redaction_counts or {},
         "model": s.model,
         "temperature": s.temperature,

@@ -48,6 +48,12 @@ _NO_NUL = r"^[^\x00]*$"
 # --- create, list, read --------------------------------------------------------------------------
 
 
+def _session(access: selectors.TokenAccess, session: AgentSession) -> dict[str, Any]:
+    """A session as this caller may see it: links to sessions it may not see carry no id."""
+    visible = selectors.visible_among(access, selectors.link_ids([session]))
+    return out.session_out(session, visible=visible)
+
+
 @router.post(
     "/sessions",
     response={201: SessionOut, **ACTION_ERRORS},
@@ -71,7 +77,7 @@ def session_create(request: HttpRequest, data: SessionCreateIn) -> Status[dict[s
         timeout_seconds=data.timeout_seconds,
         metadata=data.metadata.model_dump(mode="json"),
     )
-    return Status(201, out.session_out(session))
+    return Status(201, _session(caller(request), session))
 
 
 @router.get(
@@ -113,14 +119,19 @@ def session_list(
         limit=limit,
         base=selectors.sessions_visible_to_token(access),
     )
-    return {"items": [out.session_out(s) for s in page.items], "next_cursor": page.next_cursor}
+    visible = selectors.visible_among(access, selectors.link_ids(page.items))
+    return {
+        "items": [out.session_out(s, visible=visible) for s in page.items],
+        "next_cursor": page.next_cursor,
+    }
 
 
 @router.get(
     "/sessions/{session_id}", response={200: SessionOut, **ERRORS}, summary="Read a session"
 )
 def session_detail(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
-    return out.session_out(selectors.session_get_for_token(caller(request), session_id))
+    access = caller(request)
+    return _session(access, selectors.session_get_for_token(access, session_id))
 
 
 @router.get(
@@ -150,8 +161,28 @@ def event_list(
     summary="Commands queued for a session's runtime, newest first",
 )
 def command_list(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
-    session = selectors.session_get_for_token(caller(request), session_id)
-    return {"items": [out.command_out(c) for c in selectors.commands_for_session(session)]}
+    access = caller(request)
+    session = selectors.session_get_for_token(access, session_id)
+    commands = selectors.commands_for_session(session)
+    # A transfer command names its successor, which the caller may not be allowed to see.
+    named = {c.pk: c.payload.get("to_session") for c in commands if isinstance(c.payload, dict)}
+    visible = {
+        str(i) for i in selectors.visible_among(access, (_uuid(v) for v in named.values() if v))
+    }
+    items = []
+    for c in commands:
+        item = out.command_out(c)
+        if named.get(c.pk) and named[c.pk] not in visible:
+            item["payload"] = {**item["payload"], "to_session": None}
+        items.append(item)
+    return {"items": items}
+
+
+def _uuid(value: Any) -> UUID | None:
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return None
 
 
 # --- ingestion -------------------------------------------------------------------------------------
@@ -231,7 +262,7 @@ def _act(
 ) -> dict[str, Any]:
     access = require_personal(request)
     session = selectors.session_get_for_token(access, session_id)
-    return out.session_out(verb(session=session, user=access.user))
+    return _session(access, verb(session=session, user=access.user))
 
 
 _ACTION_DOC = "Personal tokens only. Changes the session and queues a command for its runtime."
@@ -295,7 +326,7 @@ def _decide(
     session = services.checkpoint_decide(
         session=session, user=access.user, approve=approve, note=data.note if data else ""
     )
-    return out.session_out(session)
+    return _session(access, session)
 
 
 @router.post(
@@ -333,4 +364,4 @@ def message_send(request: HttpRequest, session_id: UUID, data: MessageIn) -> Sta
     session = selectors.session_get_for_token(access, session_id)
     command = services.message_send(session=session, user=access.user, text=data.text)
     session = selectors.session_get_for_token(access, session_id)
-    return Status(201, {"command": out.command_out(command), "session": out.session_out(session)})
+    return Status(201, {"command": out.command_out(command), "session": _session(access, session)})

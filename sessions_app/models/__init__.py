@@ -17,6 +17,7 @@ from sessions_app.models.sessions import (
 )
 from sessions_app.models.tokens import ApiToken, TokenKind
 from sessions_app.models.workspace import (
+    AccessChange,
     Agent,
     Initiative,
     Membership,
@@ -28,6 +29,7 @@ from sessions_app.models.workspace import (
 )
 
 __all__ = [
+    "AccessChange",
     "Agent",
     "AgentSession",
     "AgentStatus",

@@ -23,7 +23,15 @@ class ApiToken(models.Model):
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="api_tokens",
-        help_text="Personal tokens act as this user; runtime tokens record who made them.",
+        help_text="Personal tokens act as this user; runtime tokens name the admin who made them.",
+    )
+    # Who minted it (a person mints their own personal tokens; tenant admins mint runtime ones).
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
     )
     agents = models.ManyToManyField(Agent, blank=True, related_name="runtime_tokens")
     prefix = models.CharField(max_length=12, editable=False)

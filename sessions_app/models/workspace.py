@@ -162,3 +162,38 @@ class PolicyChange(models.Model):
         return (
             f"{self.agent} policy change by {self.changed_by} at {self.created_at:%Y-%m-%d %H:%M}"
         )
+
+
+class AccessChange(models.Model):
+    """Audit row for a change of who may see what: a workspace or project membership, an
+    agent's owner, a token made or revoked. `subject` is the person whose access changed."""
+
+    class Action(models.TextChoices):
+        TENANT_MEMBER_SET = "tenant_member_set", "Workspace membership set"
+        TENANT_MEMBER_REMOVED = "tenant_member_removed", "Removed from the workspace"
+        PROJECT_ROLE_SET = "project_role_set", "Project role set"
+        PROJECT_ROLE_REMOVED = "project_role_removed", "Project role removed"
+        AGENT_OWNER_CHANGED = "agent_owner_changed", "Agent owner changed"
+        TOKEN_CREATED = "token_created", "Token created"
+        TOKEN_REVOKED = "token_revoked", "Token revoked"
+        TOKEN_CHANGED = "token_changed", "Token changed"
+        TOKEN_DELETED = "token_deleted", "Token deleted"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    action = models.CharField(max_length=32, choices=Action.choices)
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # What changed, e.g. {"project": "Payments", "role": [30, 10]} or {"token": "ci (scc_ab…)"}.
+    details = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="access_change_tenant_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()}: {self.subject} by {self.changed_by}"

@@ -12,7 +12,12 @@ Protocol (JSON text frames):
                       "result": "..."}
   server -> runtime  {"type": "ack_ok", "id", "status"} or {"type": "error", "message"}
   runtime -> server  {"type": "ping"}  ->  {"type": "pong"}
-Close codes: 4401 bad or missing token, 4403 not a runtime token.
+Close codes: 4401 bad, missing, revoked or deleted token, 4403 not a runtime token.
+
+The token is re-checked while the socket is open: revoking, deleting or re-scoping it sends
+`token.changed` to the token's group after commit (the socket closes with 4401 or follows the
+new agent set), and every command is claimed only after the token is read again, so a revoked
+token receives nothing even when it was revoked around the services.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from sessions_app import errors, services
+from sessions_app import errors, selectors, services
 from sessions_app.api.auth import access_for_raw_token
 from sessions_app.api.serializers import command_json
 from sessions_app.models import CommandStatus, RuntimeCommand
+from sessions_app.selectors import TokenAccess
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +74,30 @@ def notify_command_queued(command_id: UUID) -> None:
         )
 
 
+def token_group(token_id: int) -> str:
+    return f"runtime.token.{token_id}"
+
+
+def notify_tokens_changed(token_ids: list[int]) -> None:
+    """`tokens_changed` listener (runs after commit): sockets holding these tokens re-check."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        for token_id in token_ids:
+            async_to_sync(layer.group_send)(token_group(token_id), {"type": "token.changed"})
+    except Exception:
+        logger.warning("could not announce token changes %s", token_ids, exc_info=True)
+
+
+def _claim_if_live(token_id: int, command_id: str) -> tuple[TokenAccess | None, Any]:
+    """Read the token again, then claim the command for its current agents."""
+    access = selectors.token_access_by_id(token_id)
+    if access is None or not access.is_runtime:
+        return None, None
+    return access, services.command_claim(command_id=command_id, agent_ids=access.agent_ids)
+
+
 def _token_from_scope(scope: dict[str, Any]) -> str:
     for name, value in scope.get("headers", []):
         if name == b"authorization":
@@ -80,6 +110,7 @@ def _token_from_scope(scope: dict[str, Any]) -> str:
 
 class RuntimeConsumer(AsyncWebsocketConsumer):
     agent_ids: frozenset[int] = frozenset()
+    token_id: int = 0
 
     async def connect(self) -> None:
         self.sent: set[str] = set()
@@ -94,29 +125,51 @@ class RuntimeConsumer(AsyncWebsocketConsumer):
         if not access.is_runtime:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.agent_ids = access.agent_ids
+        self.token_id = access.token.pk
         # Join before reading the outbox, so a command queued in between is not missed (it may
         # arrive twice; `sent` drops the repeat).
-        for agent_id in sorted(self.agent_ids):
-            group = agent_group(agent_id)
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups_joined.append(group)
+        await self._follow(access)
         commands = await database_sync_to_async(services.commands_claim)(
             agent_ids=self.agent_ids, limit=1000
         )
         for command in commands:
             await self._send_command(command)
 
+    async def _follow(self, access: TokenAccess) -> None:
+        """Listen on the token's group and on one group per agent it is scoped to now."""
+        self.agent_ids = access.agent_ids
+        wanted = [token_group(access.token.pk), *(agent_group(a) for a in sorted(self.agent_ids))]
+        for group in set(self.groups_joined) - set(wanted):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        for group in set(wanted) - set(self.groups_joined):
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined = wanted
+
+    async def _revoked(self) -> None:
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined, self.agent_ids = [], frozenset()
+        await self.close(code=CLOSE_UNAUTHORIZED)
+
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def runtime_command(self, event: dict[str, Any]) -> None:
-        if event.get("id") in self.sent:
+    async def token_changed(self, event: dict[str, Any]) -> None:
+        access = await database_sync_to_async(selectors.token_access_by_id)(self.token_id)
+        if access is None or not access.is_runtime:
+            await self._revoked()
             return
-        command = await database_sync_to_async(services.command_claim)(
-            command_id=event["id"], agent_ids=self.agent_ids
-        )
+        await self._follow(access)
+
+    async def runtime_command(self, event: dict[str, Any]) -> None:
+        if event.get("id") in self.sent or not self.groups_joined:
+            return
+        access, command = await database_sync_to_async(_claim_if_live)(self.token_id, event["id"])
+        if access is None:
+            await self._revoked()
+            return
+        self.agent_ids = access.agent_ids
         if command is not None:
             await self._send_command(command)
 

@@ -20,6 +20,15 @@ from sessions_app.selectors.access import (
     visibility_q,
 )
 from sessions_app.selectors.agents import agent_for_policy_edit, policy_history, visible_agents
+from sessions_app.selectors.lineage import (
+    HIDDEN_TITLE,
+    LINKS,
+    Lineage,
+    RelatedSession,
+    link_ids,
+    related_for,
+    visible_among,
+)
 from sessions_app.selectors.lists import (
     LIST_ORDER,
     NEEDS_YOU_STATUSES,
@@ -44,7 +53,6 @@ from sessions_app.selectors.sessions import (
     events_after,
     events_for_export,
     oldest_undelivered_command_age,
-    session_children,
     session_counts_by_kind_and_group,
     session_events,
     session_get_for_user,
@@ -64,9 +72,14 @@ from sessions_app.selectors.tokens import (
     session_get_for_token,
     sessions_visible_to_token,
     token_access_by_hash,
+    token_access_by_id,
+    token_tenants_for,
+    tokens_of_user,
 )
 
 __all__ = [
+    "HIDDEN_TITLE",
+    "LINKS",
     "LIST_ORDER",
     "NEEDS_YOU_STATUSES",
     "PENDING_COMMAND_STATUSES",
@@ -74,8 +87,10 @@ __all__ = [
     "SESSION_RELATED",
     "Access",
     "AnyUser",
+    "Lineage",
     "Page",
     "PanelSection",
+    "RelatedSession",
     "SessionFilter",
     "TokenAccess",
     "access_for",
@@ -99,6 +114,7 @@ __all__ = [
     "filtered_sessions",
     "initiative_in_tenant",
     "is_tenant_admin",
+    "link_ids",
     "may_act",
     "may_view",
     "member_by_username",
@@ -107,7 +123,7 @@ __all__ = [
     "panel_next_move",
     "policy_history",
     "recent",
-    "session_children",
+    "related_for",
     "session_counts_by_kind_and_group",
     "session_events",
     "session_facts",
@@ -119,7 +135,11 @@ __all__ = [
     "status_history",
     "step_payloads",
     "token_access_by_hash",
+    "token_access_by_id",
+    "token_tenants_for",
+    "tokens_of_user",
     "transcript_tail",
     "visibility_q",
     "visible_agents",
+    "visible_among",
 ]

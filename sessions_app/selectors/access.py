@@ -23,7 +23,9 @@ AnyUser = AbstractBaseUser | AnonymousUser
 
 @dataclass(frozen=True)
 class Access:
-    """What a user's memberships grant; computed once per request and cached on the user."""
+    """What a user's memberships grant. Cached on the user object for the length of a request;
+    anything that outlives a request (a socket) asks for `access_for(user, fresh=True)` again
+    whenever access may have changed."""
 
     user_id: int | None
     superuser: bool
@@ -33,20 +35,24 @@ class Access:
     maintainer_project_ids: frozenset[int]
 
 
-def access_for(user: Any) -> Access:
+def access_for(user: Any, *, fresh: bool = False) -> Access:
     cached = getattr(user, "_scc_access", None)
-    if isinstance(cached, Access):
+    if isinstance(cached, Access) and not fresh:
         return cached
-    if not getattr(user, "is_authenticated", False):
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", True):
         access = Access(None, False, frozenset(), frozenset(), frozenset(), frozenset())
     else:
         tenant_rows = list(
             TenantMembership.objects.filter(user=user).values_list("tenant_id", "is_admin")
         )
+        # Tenant membership is the root of access: a project role left behind in a workspace
+        # the person no longer belongs to grants nothing.
         project_rows = list(
-            Membership.objects.filter(user=user, role__gte=Role.DEVELOPER).values_list(
-                "project_id", "role"
-            )
+            Membership.objects.filter(
+                user=user,
+                role__gte=Role.DEVELOPER,
+                tenant_id__in=[t for t, _ in tenant_rows],
+            ).values_list("project_id", "role")
         )
         access = Access(
             user_id=user.pk,
@@ -63,7 +69,7 @@ def access_for(user: Any) -> Access:
 def _grants_q(access: Access, project_ids: frozenset[int]) -> Q:
     if access.superuser:
         return Q()
-    if access.user_id is None:
+    if access.user_id is None or not access.tenant_ids:
         return Q(pk__in=[])
     q = Q(owner_id=access.user_id) | Q(agent__owner_id=access.user_id)
     if access.admin_tenant_ids:
@@ -71,7 +77,8 @@ def _grants_q(access: Access, project_ids: frozenset[int]) -> Q:
     if project_ids:
         # Chats are private to their owner, the agent owner and tenant admins.
         q |= Q(project_id__in=project_ids) & ~Q(kind=Kind.CHAT)
-    return q
+    # Owning a session or an agent grants nothing in a workspace one has left.
+    return Q(tenant_id__in=access.tenant_ids) & q
 
 
 def visibility_q(access: Access) -> Q:
@@ -100,7 +107,7 @@ def _grants(
 ) -> bool:
     if a.superuser:
         return True
-    if a.user_id is None:
+    if a.user_id is None or tenant_id not in a.tenant_ids:
         return False
     return (
         owner_id == a.user_id
@@ -157,5 +164,5 @@ def can_edit_policy(user: Any, agent: Agent) -> bool:
     return (
         access.superuser
         or agent.tenant_id in access.admin_tenant_ids
-        or agent.owner_id == access.user_id
+        or (agent.owner_id == access.user_id and agent.tenant_id in access.tenant_ids)
     )

@@ -45,15 +45,6 @@ def session_events(
     return list(qs.order_by("seq")[:limit])
 
 
-def session_children(user: Any, session: AgentSession, *, limit: int = 50) -> list[AgentSession]:
-    return list(
-        sessions_visible_to(user)
-        .filter(parent=session)
-        .select_related("agent")
-        .order_by("-created_at")[:limit]
-    )
-
-
 def step_payloads(session: AgentSession) -> list[Any]:
     return list(
         SessionEvent.objects.filter(session=session, type=EventType.STEP).values_list(

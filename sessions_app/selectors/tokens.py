@@ -18,6 +18,8 @@ from sessions_app.models import (
     Initiative,
     Role,
     RuntimeCommand,
+    Tenant,
+    TenantMembership,
     TokenKind,
 )
 from sessions_app.selectors.access import access_for, sessions_visible_to
@@ -46,16 +48,28 @@ class TokenAccess:
 
 def token_access_by_hash(token_hash: str) -> TokenAccess | None:
     """The live token with this hash; None when unknown, revoked, or a personal token whose user
-    was deactivated."""
-    token = (
-        ApiToken.objects.select_related("user", "tenant")
-        .filter(token_hash=token_hash, revoked_at__isnull=True)
-        .first()
-    )
+    was deactivated or is no longer a member of the token's workspace."""
+    return _live(ApiToken.objects.filter(token_hash=token_hash))
+
+
+def token_access_by_id(token_id: int) -> TokenAccess | None:
+    """The same check by id, for what outlives a request (a runtime socket, a long-poll):
+    re-asked whenever the token or its agents may have changed."""
+    return _live(ApiToken.objects.filter(pk=token_id))
+
+
+def _live(tokens: QuerySet[ApiToken]) -> TokenAccess | None:
+    token = tokens.select_related("user", "tenant").filter(revoked_at__isnull=True).first()
     if token is None:
         return None
     if token.kind == TokenKind.PERSONAL:
-        if not token.user.is_active:
+        # Tenant membership is the root of access, for a person's tokens too.
+        if (
+            not token.user.is_active
+            or not TenantMembership.objects.filter(
+                tenant_id=token.tenant_id, user_id=token.user_id
+            ).exists()
+        ):
             return None
         return TokenAccess(token, frozenset())
     agent_ids = frozenset(
@@ -129,3 +143,17 @@ def member_by_username(*, tenant_id: int, username: str) -> Any:
 
 def initiative_in_tenant(*, tenant_id: int, initiative_id: int) -> Initiative | None:
     return Initiative.objects.filter(pk=initiative_id, tenant_id=tenant_id).first()
+
+
+def tokens_of_user(user: Any) -> QuerySet[ApiToken]:
+    """A person's own personal tokens, newest first (revoked ones too, marked as such)."""
+    return (
+        ApiToken.objects.filter(user=user, kind=TokenKind.PERSONAL)
+        .select_related("tenant")
+        .order_by("-created_at")
+    )
+
+
+def token_tenants_for(user: Any) -> QuerySet[Tenant]:
+    """The workspaces a person may mint a personal token in: those they belong to."""
+    return Tenant.objects.filter(memberships__user=user).order_by("name")

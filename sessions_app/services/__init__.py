@@ -4,6 +4,14 @@ here so call sites read `services.session_cancel(...)` wherever the function liv
 
 from __future__ import annotations
 
+from sessions_app.services.access import (
+    access_audit,
+    agent_owner_changed,
+    membership_remove,
+    project_member_remove,
+    project_member_set,
+    tenant_member_set,
+)
 from sessions_app.services.actions import (
     checkpoint_decide,
     message_send,
@@ -36,7 +44,10 @@ from sessions_app.services.sessions import (
 from sessions_app.services.tokens import (
     TOKEN_PREFIX,
     hash_token,
+    may_manage_token,
+    token_agents_set,
     token_create,
+    token_delete,
     token_revoke,
     token_touch,
 )
@@ -46,6 +57,8 @@ __all__ = [
     "TOKEN_PREFIX",
     "EventIn",
     "EventsRecorded",
+    "access_audit",
+    "agent_owner_changed",
     "agent_policy_update",
     "checkpoint_decide",
     "command_ack",
@@ -56,7 +69,11 @@ __all__ = [
     "deleted_facts",
     "events_record",
     "hash_token",
+    "may_manage_token",
+    "membership_remove",
     "message_send",
+    "project_member_remove",
+    "project_member_set",
     "session_cancel",
     "session_clone",
     "session_create",
@@ -68,7 +85,10 @@ __all__ = [
     "session_set_pinned",
     "session_stop",
     "session_transfer",
+    "tenant_member_set",
+    "token_agents_set",
     "token_create",
+    "token_delete",
     "token_revoke",
     "token_touch",
     "user_may_use_agent",

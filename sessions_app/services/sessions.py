@@ -39,11 +39,12 @@ METADATA_FIELDS = ("sandbox", "profile", "runtime", "repo", "branch", "origin")
 
 
 def user_may_use_agent(user: Any, agent: Agent) -> bool:
-    if agent.owner_id == user.pk:
-        return True
-    if TenantMembership.objects.filter(
-        tenant_id=agent.tenant_id, user=user, is_admin=True
-    ).exists():
+    """Agent owner, tenant admin, or reporter and up on the agent's project; always only as a
+    member of the agent's workspace (tenant membership is the root of access)."""
+    membership = TenantMembership.objects.filter(tenant_id=agent.tenant_id, user=user).first()
+    if membership is None:
+        return False
+    if agent.owner_id == user.pk or membership.is_admin:
         return True
     return Membership.objects.filter(
         project_id=agent.project_id, user=user, role__gte=Role.REPORTER
@@ -289,13 +290,9 @@ def session_transfer(*, session: AgentSession, user: Any, to_user: Any) -> Agent
             reason="transfer",
             stop_reason=StopReason.TRANSFER,
         )
-        action_event(
-            session,
-            user=user,
-            action="transfer",
-            to=to_user.get_username(),
-            successor=str(successor.pk),
-        )
+        # The successor is linked by its `transferred_from`, shown to those who may see it
+        # (lineage); its id in the transcript would reach everyone who reads this one.
+        action_event(session, user=user, action="transfer", to=to_user.get_username())
         command_queue(
             session=session,
             kind=CommandKind.TRANSFER,

@@ -37,7 +37,8 @@ User = get_user_model()
 FLOW, TASK, CHAT = Kind.FLOW_RUN, Kind.BACKGROUND_TASK, Kind.CHAT
 
 # Personas that, by the table, see nothing at all in this world.
-SEES_NOTHING = {"anonymous", "nobody", "guest", "outsider"}
+# `departed` was removed from the workspace: tenant membership is the root of all access.
+SEES_NOTHING = {"anonymous", "nobody", "guest", "outsider", "departed"}
 # Staff users who hold an admin flag on at least one tenant: the Django admin is theirs.
 STAFF_TENANT_ADMINS = {"tenant_admin", "other_admin", "two_tenants"}
 
@@ -336,14 +337,6 @@ def test_the_design_table_agrees_with_the_code_for_current_members(
     assert not mismatches, _report(mismatches, checked)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN 7: 'Tenant membership is the root of all access', but visibility_q/_grants "
-    "never look at the tenant membership: after their TenantMembership row is deleted, "
-    "`departed` still sees (and may act on) their own departed_flow/departed_chat, and through "
-    "the Membership row that outlives it still sees every Payments flow run and task "
-    "(e.g. owner_flow).",
-)
 def test_a_user_removed_from_the_workspace_loses_access(access_world: AccessWorld) -> None:
     world = access_world
     design = design_table(world)
@@ -438,14 +431,6 @@ def test_a_child_task_links_to_a_parent_its_viewer_may_see(
         assert str(parent.pk) in body, persona
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN 7: a related session the viewer may not see is shown as 'a session you "
-    "cannot see', without title or id. The detail page's 'Spawned from' renders the parent's "
-    "title and a link with its id regardless: e.g. `developer` opening owner_task_from_own_chat "
-    "reads the private chat title '[owner_chat]' and its id; `reporter` opening "
-    "reporter_task_from_developer_chat reads '[developer_chat]'.",
-)
 def test_a_parent_the_viewer_may_not_see_is_shown_without_title_or_id(
     access_world: AccessWorld, client: Client
 ) -> None:
@@ -465,13 +450,6 @@ def test_a_parent_the_viewer_may_not_see_is_shown_without_title_or_id(
     assert not leaks, "\n".join(leaks)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN 7 (related sessions 'without title or id', in the API too): "
-    "GET /api/v1/sessions/<id> returns `parent_id` of a parent the caller may not see, e.g. "
-    "a personal token of `reporter` reading reporter_task_from_developer_chat gets the id of "
-    "the developer's private chat.",
-)
 def test_the_api_does_not_name_a_parent_the_caller_may_not_see(access_world: AccessWorld) -> None:
     world = access_world
     leaks = []

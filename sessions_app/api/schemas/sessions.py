@@ -81,7 +81,14 @@ class SessionOut(BaseModel):
     owner: UserRef
     project: Ref
     initiative_id: int | None
-    parent_id: UUID | None
+    parent_id: UUID | None = Field(
+        description="The session this one was spawned from; null when none or not visible to you"
+    )
+    cloned_from_id: UUID | None = Field(description="Null when none or not visible to you")
+    transferred_from_id: UUID | None = Field(description="Null when none or not visible to you")
+    hidden_related: list[str] = Field(
+        description="Links (parent, cloned_from, transferred_from) to a session you cannot see"
+    )
     redactions: dict[str, int] = Field(
         description="Credentials removed from this session's stored data, per rule (counts only)"
     )
