@@ -93,6 +93,7 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         await self.send(text_data=snapshot)
+        self._clock_task = asyncio.ensure_future(self._watch_clock())
 
     async def _refresh_access(self) -> None:
         """Re-read the viewer's access and follow it with the groups this socket listens on."""
@@ -117,7 +118,7 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.send(text_data=snapshot)
-        self._clock_task = asyncio.ensure_future(self._watch_clock())
+        self._clock_changed.set()  # the snapshot found the panel's next move anew
 
     async def disconnect(self, code: int) -> None:
         for group in self.groups_joined:
