@@ -195,8 +195,12 @@ def limit_body(
     response={200: EventBatchOut, **ACTION_ERRORS, 413: ErrorOut},
     summary="Post a batch of events",
     description="Idempotent per `event_id`: a retried batch stores nothing new and answers with "
-    "the same per-item results. Status changes go through the session lifecycle (409 on an "
-    "illegal one, and then nothing of the batch is stored). Runtime tokens only.",
+    "the same per-item results; an `event_id` resent with other content is reported as "
+    "`conflict` and the stored event stays. Events for a session that has ended (ended, "
+    "completed, failed, cancelled) are refused per item as `session_ended`, except a report of "
+    "the status it already has and `error` events. Status changes go through the session "
+    "lifecycle (409 on an illegal one, and then nothing of the batch is stored). Runtime tokens "
+    "only.",
 )
 @decorate_view(limit_body(MAX_BATCH_BYTES))
 def events_post(request: HttpRequest, session_id: UUID, data: EventBatchIn) -> dict[str, Any]:
@@ -219,6 +223,8 @@ def events_post(request: HttpRequest, session_id: UUID, data: EventBatchIn) -> d
         "results": recorded.results,
         "created": recorded.created,
         "duplicates": recorded.duplicates,
+        "conflicts": recorded.conflicts,
+        "refused": recorded.refused,
         "session": out.session_state_out(recorded.session),
     }
 
