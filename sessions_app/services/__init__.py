@@ -21,6 +21,13 @@ from sessions_app.services.commands import (
     command_queue,
     commands_claim,
 )
+from sessions_app.services.idempotency import (
+    Replay,
+    idempotency_begin,
+    idempotency_finish,
+    idempotency_purge,
+    idempotency_release,
+)
 from sessions_app.services.ingest import EventIn, EventsRecorded, events_record
 from sessions_app.services.sessions import (
     METADATA_FIELDS,
@@ -46,6 +53,7 @@ __all__ = [
     "TOKEN_PREFIX",
     "EventIn",
     "EventsRecorded",
+    "Replay",
     "agent_policy_update",
     "checkpoint_decide",
     "command_ack",
@@ -56,6 +64,10 @@ __all__ = [
     "deleted_facts",
     "events_record",
     "hash_token",
+    "idempotency_begin",
+    "idempotency_finish",
+    "idempotency_purge",
+    "idempotency_release",
     "message_send",
     "session_cancel",
     "session_clone",
