@@ -178,6 +178,13 @@ class Broadcaster:
                 self._failures = 0
                 self._flushing = False
 
+    def _retry(self) -> None:
+        with self._lock:
+            if self._scheduled or self._flushing or not (self._pending or self._deleted):
+                return  # a flush for a newer change is on its way and takes them along
+            self._scheduled = True
+        self._start_flush()
+
     def _failed(self, ids: set[uuid.UUID], deleted: list[Mapping[str, Any]]) -> None:
         # Keep the sessions and try again: a push is built from the current row, so a late or
         # repeated one is still right (consumers drop versions they have seen).
@@ -188,7 +195,10 @@ class Broadcaster:
             self._failures += 1
             self._flushing = False
             if not self._exiting:
-                self._schedule(delay)
+                # A timer of its own: a new change still publishes after the usual short
+                # window (taking these sessions along), it never waits out the backoff.
+                loop = self._ensure_loop()
+                loop.call_soon_threadsafe(lambda: loop.call_later(delay, self._retry))
         log.exception(
             "broadcast of %d session(s) failed; %s",
             len(ids) + len(deleted),

@@ -8,6 +8,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.test import override_settings
 
 from command_center import broadcast
 from tests import factories as f
@@ -39,6 +40,7 @@ def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
 def test_a_failed_publish_is_retried_with_its_sessions(world: Any, settings: Any) -> None:
     settings.SCC_BROADCAST_COALESCE_MS = 10
     session = f.make_session(world.agent, world.owner)
+    broadcast.broadcaster.wait_idle()
     layer = FlakyLayer(failures=2)
     sender = broadcast.Broadcaster()
     with (
@@ -51,12 +53,17 @@ def test_a_failed_publish_is_retried_with_its_sessions(world: Any, settings: Any
     assert {m["session"]["id"] for _, m in layer.sent} == {str(session.pk)}
 
 
-def test_an_exiting_process_publishes_what_is_pending(world: Any, settings: Any) -> None:
-    settings.SCC_BROADCAST_COALESCE_MS = 60_000  # far longer than the process lives
+def test_an_exiting_process_publishes_what_is_pending(world: Any) -> None:
     session = f.make_session(world.agent, world.owner)
+    broadcast.broadcaster.wait_idle()
     layer = FlakyLayer(failures=0)
     sender = broadcast.Broadcaster()
-    with mock.patch.object(broadcast, "get_channel_layer", return_value=layer):
+    with (
+        # Far longer than the process lives; only around this sender, so the process-wide
+        # broadcaster never schedules with it.
+        override_settings(SCC_BROADCAST_COALESCE_MS=60_000),
+        mock.patch.object(broadcast, "get_channel_layer", return_value=layer),
+    ):
         sender.session_changed(session.pk)
         sender.flush_at_exit()
     assert {m["session"]["id"] for _, m in layer.sent} == {str(session.pk)}
