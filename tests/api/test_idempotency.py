@@ -19,9 +19,9 @@ from tests.api.conftest import URL, Api, error
 
 
 def create(api: Api, body: dict[str, Any], key: str | None = "k-1") -> Any:
-    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
+    headers = {"Idempotency-Key": key} if key is not None else {}
     return api.client.post(
-        URL + "/sessions", data=json.dumps(body), content_type="application/json", **headers
+        URL + "/sessions", data=json.dumps(body), content_type="application/json", headers=headers
     )
 
 
