@@ -16,6 +16,7 @@ Groups (so a push reaches only the sockets that may see the session):
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
@@ -25,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
+from celery.signals import worker_process_shutdown
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connections
@@ -37,6 +39,11 @@ log = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "session.change"
 ACCESS_MESSAGE_TYPE = "access.changed"
+
+# A failed publish keeps its sessions and is tried again after these delays (then every 30 s).
+RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# How long a process that is exiting waits for its last publish.
+EXIT_FLUSH_TIMEOUT = 5.0
 
 
 def groups_for_session(facts: Mapping[str, Any]) -> list[str]:
@@ -124,6 +131,8 @@ class Broadcaster:
         self._deleted: list[Mapping[str, Any]] = []
         self._scheduled = False
         self._flushing = False
+        self._failures = 0
+        self._exiting = False
         # Strong references: the loop keeps only weak ones to tasks it runs.
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -146,37 +155,84 @@ class Broadcaster:
             self._deleted.extend(facts)
             self._schedule()
 
-    def _schedule(self) -> None:
+    def _schedule(self, delay: float | None = None) -> None:
         if self._scheduled:
             return
         self._scheduled = True
         loop = self._ensure_loop()
-        delay = settings.SCC_BROADCAST_COALESCE_MS / 1000
-        loop.call_soon_threadsafe(lambda: loop.call_later(delay, self._start_flush))
+        wait = settings.SCC_BROADCAST_COALESCE_MS / 1000 if delay is None else delay
+        loop.call_soon_threadsafe(lambda: loop.call_later(wait, self._start_flush))
 
     def _start_flush(self) -> None:
         task = asyncio.ensure_future(self._flush())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _flush(self) -> None:
+    def _take(self) -> tuple[set[uuid.UUID], list[Mapping[str, Any]]]:
         with self._lock:
             ids, self._pending = self._pending, set()
             deleted, self._deleted = self._deleted, []
             self._scheduled = False
             self._flushing = True
+        return ids, deleted
+
+    async def _flush(self) -> None:
+        ids, deleted = self._take()
         try:
             messages = await sync_to_async(_load, thread_sensitive=False)(ids)
-            messages += deleted_messages(deleted)
-            layer = get_channel_layer()
-            if layer is None:
-                raise RuntimeError("CHANNEL_LAYERS is not configured")
-            for message in messages:
-                for group in groups_for_session(message):
-                    await layer.group_send(group, {"type": MESSAGE_TYPE, "session": message})
-        except Exception:  # a failed publish must not kill the thread; the next change retries
-            log.exception("broadcast of %d session(s) failed", len(ids) + len(deleted))
-        finally:
+            await _send(messages + deleted_messages(deleted))
+        except Exception:
+            self._failed(ids, deleted)
+        else:
+            with self._lock:
+                self._failures = 0
+                self._flushing = False
+
+    def _retry(self) -> None:
+        with self._lock:
+            if self._scheduled or self._flushing or not (self._pending or self._deleted):
+                return  # a flush for a newer change is on its way and takes them along
+            self._scheduled = True
+        self._start_flush()
+
+    def _failed(self, ids: set[uuid.UUID], deleted: list[Mapping[str, Any]]) -> None:
+        # Keep the sessions and try again: a push is built from the current row, so a late or
+        # repeated one is still right (consumers drop versions they have seen).
+        with self._lock:
+            self._pending |= ids
+            self._deleted = deleted + self._deleted
+            delay = RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)]
+            self._failures += 1
+            self._flushing = False
+            if not self._exiting:
+                # A timer of its own: a new change still publishes after the usual short
+                # window (taking these sessions along), it never waits out the backoff.
+                loop = self._ensure_loop()
+                loop.call_soon_threadsafe(lambda: loop.call_later(delay, self._retry))
+        log.exception(
+            "broadcast of %d session(s) failed; %s",
+            len(ids) + len(deleted),
+            "giving up, the process is exiting" if self._exiting else f"retrying in {delay:.1f}s",
+        )
+
+    def flush_at_exit(self, timeout: float = EXIT_FLUSH_TIMEOUT) -> None:
+        """Publish what is pending now instead of after the coalescing window: the process is
+        exiting (atexit, a Celery child shutting down), and a committed change must still
+        reach the dashboards. Loads in the calling thread: at exit the thread pools that
+        sync_to_async uses are already shut down."""
+        with self._lock:
+            self._exiting = True
+            pending = bool(self._pending or self._deleted)
+            loop = self._loop if self._pid == os.getpid() else None
+        if not pending or loop is None or not loop.is_running():
+            return
+        ids, deleted = self._take()
+        try:
+            messages = _load(ids) + deleted_messages(deleted)
+            asyncio.run_coroutine_threadsafe(_send(messages), loop).result(timeout)
+        except Exception:
+            self._failed(ids, deleted)
+        else:
             with self._lock:
                 self._flushing = False
 
@@ -206,6 +262,15 @@ def notify_access_changed(user_ids: list[int]) -> None:
         log.warning("could not announce an access change to %s", user_ids, exc_info=True)
 
 
+async def _send(messages: list[dict[str, Any]]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("CHANNEL_LAYERS is not configured")
+    for message in messages:
+        for group in groups_for_session(message):
+            await layer.group_send(group, {"type": MESSAGE_TYPE, "session": message})
+
+
 def _load(ids: set[uuid.UUID]) -> list[dict[str, Any]]:
     try:
         return build_messages(ids) if ids else []
@@ -214,4 +279,12 @@ def _load(ids: set[uuid.UUID]) -> list[dict[str, Any]]:
         connections.close_all()
 
 
+def _flush_worker_child(**_: Any) -> None:
+    broadcaster.flush_at_exit()
+
+
 broadcaster = Broadcaster()
+# Exit paths: a normal interpreter exit (management commands, daphne), and a Celery pool child
+# being recycled or shut down, which leaves with os._exit and so skips atexit.
+atexit.register(broadcaster.flush_at_exit)
+worker_process_shutdown.connect(_flush_worker_child, weak=False)

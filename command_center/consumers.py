@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from datetime import datetime
@@ -30,7 +29,8 @@ from django.utils import timezone
 
 from command_center import filters, fragments
 from command_center.broadcast import access_group, groups_for_access
-from sessions_app import errors, selectors
+from sessions_app import edge, errors, selectors
+from sessions_app.states import Kind
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ ACCESS_MAX_AGE_SECONDS = 60.0
 COUNTS_DEBOUNCE_SECONDS = 1.0
 # With nothing due, the clock watcher still wakes this often (a push wakes it sooner).
 CLOCK_IDLE_SECONDS = 3600.0
+SNAPSHOT_MIN_INTERVAL = 1.0
 
 
 def _facts(summary: dict[str, Any]) -> dict[str, Any]:
@@ -49,8 +50,10 @@ def _facts(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: summary[k] for k in selectors.SESSION_FACTS}
 
 
-class CommandCenterConsumer(AsyncWebsocketConsumer):
+class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
     groups_joined: list[str]
+    _snapshot_task: asyncio.Task[None] | None = None
+    _last_snapshot = 0.0
 
     async def connect(self) -> None:
         # Set before any early close: disconnect() reads them whatever connect() got to.
@@ -66,7 +69,10 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        params = {k: v[-1] for k, v in parse_qs(self.scope["query_string"].decode()).items()}
+        params = {
+            k: v[-1]
+            for k, v in parse_qs(self.scope["query_string"].decode("utf-8", "replace")).items()
+        }
         self.view = params.get("view", "none")
         self.session_id: str | None = None
         self.flt = selectors.SessionFilter()
@@ -75,6 +81,7 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
         self.seen: dict[str, int] = {}
         self.sections: dict[str, str | None] = {}
         self.last_seq = 0
+        self.composer_open = False
         try:
             if self.view == "list":
                 self.flt = filters.parse_filter(params)
@@ -89,6 +96,7 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
         await self._refresh_access()
         await self.accept()
         snapshot = await database_sync_to_async(self._snapshot)()
+        self._last_snapshot = time.monotonic()
         if snapshot is None:
             await self.close(code=CLOSE_NOT_FOUND)
             return
@@ -123,23 +131,39 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
-        for task in (self._counts_task, self._clock_task):
+        for task in (self._counts_task, self._clock_task, self._snapshot_task):
             if task is not None and not task.done():
                 task.cancel()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The page says when the viewer has loaded more pages (then new rows become an
         "N new" banner instead of a jumping list) and when it went back to the top."""
-        try:
-            message = json.loads(text_data or "{}")
-        except json.JSONDecodeError:
+        if text_data is None:
             return
+        # A frame the edge refuses (too deep, not JSON, unstorable text) closes with 4400.
+        message = edge.loads(text_data, root="frame")
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "paged":
             self.paged = True
         elif kind == "unpaged":
             self.paged, self.new_count = False, 0
-            await self.send(text_data=await database_sync_to_async(self._snapshot)() or "")
+            self._request_snapshot()
+
+    def _request_snapshot(self) -> None:
+        # A snapshot costs a page of queries and renders: at most one a second per socket, and
+        # every request made while one is due is served by that one.
+        if self._snapshot_task is None or self._snapshot_task.done():
+            self._snapshot_task = asyncio.ensure_future(self._snapshot_when_due())
+
+    async def _snapshot_when_due(self) -> None:
+        wait = self._last_snapshot + SNAPSHOT_MIN_INTERVAL - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self.guarded(self._send_snapshot, {"type": "snapshot"})
+
+    async def _send_snapshot(self, message: dict[str, Any]) -> None:
+        self._last_snapshot = time.monotonic()
+        await self.send(text_data=await database_sync_to_async(self._snapshot)() or "")
 
     # --- snapshot ---------------------------------------------------------------------------
 
@@ -156,6 +180,7 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
             except errors.NotFound:
                 return None
             self.last_seq = session.last_seq
+            self.composer_open = session.kind == Kind.CHAT and not session.is_terminal
             parts += [
                 fragments.header_html(self.user, session),
                 fragments.side_html(self.user, session),
@@ -171,7 +196,7 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
         # viewers they would queue behind each other there; the handlers that do touch the
         # database go through database_sync_to_async, which cleans up on its own.
         if message.get("type") == "session.change":
-            await self.session_change(message)
+            await self.guarded(self.session_change, message)
             return
         await super().dispatch(message)
 
@@ -267,6 +292,9 @@ class CommandCenterConsumer(AsyncWebsocketConsumer):
             return [fragments.deleted_header_html()]
         new_events = selectors.events_after(session.pk, after=self.last_seq)
         parts = [fragments.header_html(self.user, session), fragments.side_html(self.user, session)]
+        if self.composer_open and session.is_terminal:
+            self.composer_open = False
+            parts.append(fragments.composer_html(self.user, session))
         if new_events:
             self.last_seq = new_events[-1].seq
             parts.append(

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from django.utils import timezone
 
 from sessions_app import states
+from sessions_app.edge import printable, storable
 from sessions_app.selectors import SessionFilter
 
 FILTER_KEYS = (
@@ -30,20 +31,25 @@ class BadFilter(ValueError):
     pass
 
 
+def _is_number(text: str) -> bool:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    return text.isascii() and text.isdigit() and len(text) <= 15
+
+
 def _int(params: Mapping[str, Any], key: str) -> int | None:
-    raw = params.get(key) or ""
+    raw = str(params.get(key) or "")
     if not raw:
         return None
-    if not str(raw).isdigit():
-        raise BadFilter(f"{key} must be a number, got {raw!r}")
+    if not _is_number(raw):
+        raise BadFilter(f"{key} must be a number, got {printable(raw)!r}")
     return int(raw)
 
 
 def parse_filter(params: Mapping[str, Any]) -> SessionFilter:
     """Build a SessionFilter from query parameters; raises BadFilter naming the parameter."""
     owner = str(params.get("owner") or "")
-    if owner not in ("", "me") and not owner.isdigit():
-        raise BadFilter(f"owner must be 'me', a user id or empty, got {owner!r}")
+    if owner not in ("", "me") and not _is_number(owner):
+        raise BadFilter(f"owner must be 'me', a user id or empty, got {printable(owner)!r}")
     kind = str(params.get("kind") or "")
     if kind and kind not in states.Kind.values:
         raise BadFilter(f"kind must be one of {', '.join(states.Kind.values)}")
@@ -51,6 +57,8 @@ def parse_filter(params: Mapping[str, Any]) -> SessionFilter:
     if group and group not in states.Group.values:
         raise BadFilter(f"group must be one of {', '.join(states.Group.values)}")
     q = str(params.get("q") or "")[:200]
+    if not storable(q):
+        raise BadFilter("q must not contain NUL characters or unpaired surrogates")
     return SessionFilter(
         owner=owner,
         kind=kind,
@@ -102,7 +110,7 @@ def matches(
         return False
     if flt.owner == "me" and summary["owner_id"] != viewer_id:
         return False
-    if flt.owner.isdigit() and summary["owner_id"] != int(flt.owner):
+    if flt.owner not in ("", "me") and summary["owner_id"] != int(flt.owner):
         return False
     if flt.kind and summary["kind"] != flt.kind:
         return False

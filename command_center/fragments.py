@@ -245,6 +245,15 @@ def side_html(user: Any, session: AgentSession) -> str:
     return _render("command_center/detail.html#side", detail_context(user, session))
 
 
+def composer_html(user: Any, session: AgentSession) -> str:
+    """The chat composer (swapped by its id): pushed once when the chat ends, so the page stops
+    offering input at once without touching what a person is typing before that."""
+    return _render(
+        "command_center/detail.html#composer",
+        {"s": session, "can_act": selectors.can_act(user, session)},
+    )
+
+
 def transcript_html(session: AgentSession) -> str:
     return _render(
         "command_center/detail.html#transcript", {"s": session, **transcript_page(session)}

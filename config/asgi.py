@@ -14,11 +14,13 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from command_center.routing import websocket_urlpatterns as dashboard_routes  # noqa: E402
+from sessions_app.edge import SocketGuard  # noqa: E402
 from sessions_app.runtime.routing import websocket_urlpatterns as runtime_routes  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": URLRouter([*dashboard_routes, *runtime_routes]),
+        # One place decides how a socket ends when its consumer raises (edge.SocketGuard).
+        "websocket": SocketGuard(URLRouter([*dashboard_routes, *runtime_routes])),
     }
 )

@@ -39,4 +39,10 @@ app.conf.beat_schedule = {
         "schedule": HOUSEKEEPING_INTERVAL,
         "options": {"expires": HOUSEKEEPING_INTERVAL - 60},
     },
+    # Idempotency keys are kept at least 24 hours (services/idempotency.py), then purged.
+    "idempotency-purge": {
+        "task": "sessions_app.tasks.idempotency_purge",
+        "schedule": HOUSEKEEPING_INTERVAL,
+        "options": {"expires": HOUSEKEEPING_INTERVAL - 60},
+    },
 }

@@ -21,3 +21,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("command_center.urls")),
 ]
+
+# One answer for whatever escapes a view or a middleware: 503 + Retry-After when the database is
+# away (JSON on the API, a page elsewhere), the error shape on the API otherwise.
+handler500 = "command_center.edge.server_error"

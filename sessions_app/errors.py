@@ -118,3 +118,32 @@ class ConcurrencyLimit(Conflict):
     @property
     def details(self) -> dict[str, Any]:
         return {"limit": self.limit, "current": self.current}
+
+
+class BadIdempotencyKey(DomainError):
+    code = "invalid_idempotency_key"
+
+    def default_message(self) -> str:
+        return "Idempotency-Key must be 1 to 255 printable ASCII characters."
+
+
+class IdempotencyKeyReused(DomainError):
+    """The key was used before for a different request (IETF httpapi idempotency draft)."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+    def default_message(self) -> str:
+        return (
+            "This Idempotency-Key was used for a different request (method, path or body); "
+            "use a new key for a new request."
+        )
+
+
+class IdempotencyInFlight(Conflict):
+    """The first request with this key has not finished; retry later for its answer."""
+
+    code = "idempotency_in_flight"
+
+    def default_message(self) -> str:
+        return "A request with this Idempotency-Key is still being processed; retry shortly."

@@ -12,7 +12,7 @@ from typing import Any
 
 from celery import shared_task
 
-from sessions_app import sweeps
+from sessions_app import services, sweeps
 
 # Policy sweep: every 30 s (POLICY_SWEEP_INTERVAL in config/celery.py).
 POLICY_SWEEP_BUDGET = 20.0
@@ -53,3 +53,13 @@ def archive_sweep(batch_size: int = 1000) -> dict[str, Any]:
 )
 def retention_purge(batch_size: int = 200) -> dict[str, Any]:
     return sweeps.retention_purge(batch_size=batch_size, time_budget=HOUSEKEEPING_BUDGET).as_dict()
+
+
+@shared_task(
+    name="sessions_app.tasks.idempotency_purge",
+    ignore_result=True,
+    soft_time_limit=HOUSEKEEPING_SOFT_LIMIT,
+    time_limit=HOUSEKEEPING_HARD_LIMIT,
+)
+def idempotency_purge() -> int:
+    return services.idempotency_purge()

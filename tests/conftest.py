@@ -33,6 +33,15 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     broadcaster.wait_idle()
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The test database is gone by the time the interpreter exits: nothing left to publish.
+    import atexit
+
+    from command_center.broadcast import broadcaster
+
+    atexit.unregister(broadcaster.flush_at_exit)
+
+
 @dataclass
 class World:
     """Two tenants and the personas of DESIGN.md section 7."""

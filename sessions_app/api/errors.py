@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,9 +12,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from sessions_app import edge
 from sessions_app.api.schemas import EVENT_TYPES, PayloadTooLarge
 from sessions_app.errors import DomainError, InvalidInput
 
+log = logging.getLogger(__name__)
+
+# Exception last: whatever else escapes an operation still answers in the error shape (500),
+# never with Django's HTML page.
 HANDLED: tuple[type[Exception], ...] = (
     ValidationError,
     PayloadTooLarge,
@@ -21,6 +27,8 @@ HANDLED: tuple[type[Exception], ...] = (
     HttpError,
     Http404,
     DomainError,
+    *edge.DB_UNAVAILABLE,
+    Exception,
 )
 
 
@@ -35,6 +43,8 @@ def _handler(api: NinjaAPI) -> Callable[[HttpRequest, Any], HttpResponse]:
         response = api.create_response(request, body, status=status)
         if status == 401:
             response["WWW-Authenticate"] = 'Bearer realm="api"'
+        if status == 503:
+            response["Retry-After"] = str(edge.RETRY_AFTER_SECONDS)
         return response
 
     return handle
@@ -88,19 +98,45 @@ def error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
         )
     if isinstance(exc, DomainError):
         return exc.status, _error(exc.code, str(exc), details=exc.details)
-    raise exc  # pragma: no cover - install() registers only the classes above
+    if isinstance(exc, edge.EdgeProblem):
+        return 422, _field_problem(exc)
+    if isinstance(exc, edge.DB_UNAVAILABLE):
+        log.warning("database unavailable: %s", exc)
+        return 503, unavailable_body()
+    log.error("unhandled error in an API operation", exc_info=exc)
+    return 500, _error("internal_error", "Something went wrong on our side; it has been logged.")
+
+
+def unavailable_body() -> dict[str, Any]:
+    return _error(
+        "unavailable",
+        "The service is temporarily unavailable (its database cannot be reached). Retry after "
+        f"{edge.RETRY_AFTER_SECONDS} seconds with the same event ids or Idempotency-Key.",
+    )
+
+
+def _field_problem(exc: edge.EdgeProblem) -> dict[str, Any]:
+    message = f"{exc.field}: {exc.reason}"
+    return _error(
+        "invalid_input",
+        message,
+        field=exc.field,
+        errors=[{"field": exc.field, "message": message, "type": "invalid_input"}],
+    )
 
 
 def _http_error(exc: HttpError) -> tuple[int, dict[str, Any]]:
     cause = exc.__cause__
     if isinstance(cause, RequestDataTooBig):
         return 413, _error("payload_too_large", "The request body is too large.")
+    if isinstance(cause, edge.EdgeProblem):
+        return 422, _field_problem(cause)
     if exc.status_code == 400 and cause is not None:
         # ninja wraps every body parse failure in one generic message; say what was wrong.
         if isinstance(cause, UnicodeDecodeError):
             reason = "it is not UTF-8"
         elif isinstance(cause, json.JSONDecodeError | ValueError):
-            reason = str(cause)
+            reason = edge.printable(str(cause), 200)
         else:
             reason = type(cause).__name__
         return 400, _error(
@@ -113,9 +149,11 @@ def _http_error(exc: HttpError) -> tuple[int, dict[str, Any]]:
 
 
 def _field_error(error: dict[str, Any]) -> dict[str, str]:
+    # printable: a message may quote the input, and an unpaired surrogate in it could not be
+    # encoded in the answer.
     return {
-        "field": field_path(error.get("loc", ())),
-        "message": str(error.get("msg", "invalid")),
+        "field": edge.printable(field_path(error.get("loc", ())), 300),
+        "message": edge.printable(str(error.get("msg", "invalid")), 500),
         "type": str(error.get("type", "")),
     }
 

@@ -7,6 +7,8 @@ from typing import Any, NoReturn, cast
 from django.http import HttpRequest
 from ninja.parser import Parser
 
+from sessions_app import edge
+
 
 def _reject_constant(name: str) -> NoReturn:
     # Python's json accepts NaN and Infinity; JSON (and PostgreSQL's jsonb) do not.
@@ -21,8 +23,18 @@ def _finite_float(text: str) -> float:
 
 
 class StrictJSONParser(Parser):
+    """The API's one edge for bodies: a parse failure is a 400, a body nested too deeply or
+    holding text the database cannot store is a 422 naming the field (edge.EdgeProblem, which
+    ninja hands to api/errors.py as the cause of its HttpError)."""
+
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
-        return cast(
-            dict[str, Any],
-            json.loads(request.body, parse_constant=_reject_constant, parse_float=_finite_float),
-        )
+        try:
+            value = json.loads(
+                request.body, parse_constant=_reject_constant, parse_float=_finite_float
+            )
+        except RecursionError:
+            raise edge.EdgeProblem(
+                "body", f"is nested more than {edge.MAX_JSON_DEPTH} levels deep"
+            ) from None
+        edge.check_json(value)
+        return cast(dict[str, Any], value)

@@ -17,6 +17,7 @@ from sessions_app import selectors, services
 from sessions_app.api import serializers as out
 from sessions_app.api.auth import caller, require_personal, require_runtime
 from sessions_app.api.errors import error_body
+from sessions_app.api.idempotency import idempotent
 from sessions_app.api.schemas import (
     MAX_BATCH_BYTES,
     MAX_ID,
@@ -60,8 +61,11 @@ def _session(access: selectors.TokenAccess, session: AgentSession) -> dict[str, 
     summary="Create a session",
     description="Runtime tokens create sessions for their agents on behalf of `owner`; personal "
     "tokens create sessions owned by their user. 409 when the owner is at the agent's "
-    "concurrency cap.",
+    "concurrency cap. With an `Idempotency-Key` header a retry gets the first answer instead "
+    "of a second session: same key and body replay it, same key with another body is 422, a "
+    "duplicate while the first is running is 409 (see docs/api.md).",
 )
+@decorate_view(idempotent)
 def session_create(request: HttpRequest, data: SessionCreateIn) -> Status[dict[str, Any]]:
     session = services.session_create_for_token(
         access=caller(request),
@@ -226,8 +230,12 @@ def limit_body(
     response={200: EventBatchOut, **ACTION_ERRORS, 413: ErrorOut},
     summary="Post a batch of events",
     description="Idempotent per `event_id`: a retried batch stores nothing new and answers with "
-    "the same per-item results. Status changes go through the session lifecycle (409 on an "
-    "illegal one, and then nothing of the batch is stored). Runtime tokens only.",
+    "the same per-item results; an `event_id` resent with other content is reported as "
+    "`conflict` and the stored event stays. Events for a session that has ended (ended, "
+    "completed, failed, cancelled) are refused per item as `session_ended`, except a report of "
+    "the status it already has and `error` events. Status changes go through the session "
+    "lifecycle (409 on an illegal one, and then nothing of the batch is stored). Runtime tokens "
+    "only.",
 )
 @decorate_view(limit_body(MAX_BATCH_BYTES))
 def events_post(request: HttpRequest, session_id: UUID, data: EventBatchIn) -> dict[str, Any]:
@@ -250,6 +258,8 @@ def events_post(request: HttpRequest, session_id: UUID, data: EventBatchIn) -> d
         "results": recorded.results,
         "created": recorded.created,
         "duplicates": recorded.duplicates,
+        "conflicts": recorded.conflicts,
+        "refused": recorded.refused,
         "session": out.session_state_out(recorded.session),
     }
 
@@ -265,7 +275,10 @@ def _act(
     return _session(access, verb(session=session, user=access.user))
 
 
-_ACTION_DOC = "Personal tokens only. Changes the session and queues a command for its runtime."
+_ACTION_DOC = (
+    "Personal tokens only. Changes the session and queues a command for its runtime. With an "
+    "`Idempotency-Key` header a retry gets the first answer (see docs/api.md)."
+)
 
 
 @router.post(
@@ -274,6 +287,7 @@ _ACTION_DOC = "Personal tokens only. Changes the session and queues a command fo
     summary="Cancel a flow run or background task (not resumable)",
     description=_ACTION_DOC,
 )
+@decorate_view(idempotent)
 def session_cancel(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     return _act(request, session_id, services.session_cancel)
 
@@ -284,6 +298,7 @@ def session_cancel(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     summary="Stop (stopping until the runtime confirms)",
     description=_ACTION_DOC,
 )
+@decorate_view(idempotent)
 def session_stop(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     return _act(request, session_id, services.session_stop)
 
@@ -294,6 +309,7 @@ def session_stop(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     summary="Pause",
     description=_ACTION_DOC,
 )
+@decorate_view(idempotent)
 def session_pause(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     return _act(request, session_id, services.session_pause)
 
@@ -304,6 +320,7 @@ def session_pause(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     summary="Resume a paused, stopped or idle session",
     description=_ACTION_DOC,
 )
+@decorate_view(idempotent)
 def session_resume(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     return _act(request, session_id, services.session_resume)
 
@@ -314,6 +331,7 @@ def session_resume(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     summary="End a chat",
     description=_ACTION_DOC,
 )
+@decorate_view(idempotent)
 def session_end(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     return _act(request, session_id, services.session_end)
 
@@ -335,6 +353,7 @@ def _decide(
     summary="Approve the waiting checkpoint",
     description=_ACTION_DOC,
 )
+@decorate_view(idempotent)
 def checkpoint_approve(
     request: HttpRequest, session_id: UUID, data: DecisionIn | None = None
 ) -> dict[str, Any]:
@@ -347,6 +366,7 @@ def checkpoint_approve(
     summary="Reject the waiting checkpoint (the runtime fails the run)",
     description=_ACTION_DOC,
 )
+@decorate_view(idempotent)
 def checkpoint_reject(
     request: HttpRequest, session_id: UUID, data: DecisionIn | None = None
 ) -> dict[str, Any]:
@@ -359,6 +379,7 @@ def checkpoint_reject(
     summary="Send a message to the session's agent",
     description=_ACTION_DOC,
 )
+@decorate_view(idempotent)
 def message_send(request: HttpRequest, session_id: UUID, data: MessageIn) -> Status[dict[str, Any]]:
     access = require_personal(request)
     session = selectors.session_get_for_token(access, session_id)

@@ -6,6 +6,7 @@ on PostgreSQL, by composite foreign keys (see migration 0002)."""
 from __future__ import annotations
 
 from sessions_app.models.commands import CommandKind, CommandStatus, RuntimeCommand
+from sessions_app.models.idempotency import IdempotencyKey
 from sessions_app.models.sessions import (
     AgentSession,
     AgentStatus,
@@ -38,6 +39,7 @@ __all__ = [
     "CommandKind",
     "CommandStatus",
     "EventType",
+    "IdempotencyKey",
     "Initiative",
     "Membership",
     "Origin",

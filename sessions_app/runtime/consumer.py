@@ -12,7 +12,9 @@ Protocol (JSON text frames):
                       "result": "..."}
   server -> runtime  {"type": "ack_ok", "id", "status"} or {"type": "error", "message"}
   runtime -> server  {"type": "ping"}  ->  {"type": "pong"}
-Close codes: 4401 bad, missing, revoked or deleted token, 4403 not a runtime token.
+Close codes: 4401 bad, missing, revoked or deleted token, 4403 not a runtime token, 1013 the
+database is away (reconnect later); a frame that is not a storable JSON object gets an "error"
+reply.
 
 The token is re-checked while the socket is open: revoking, deleting or re-scoping it sends
 `token.changed` to the token's group after commit (the socket closes with 4401 or follows the
@@ -33,7 +35,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
-from sessions_app import errors, selectors, services
+from sessions_app import edge, errors, selectors, services
 from sessions_app.api.auth import access_for_raw_token
 from sessions_app.api.serializers import command_json
 from sessions_app.models import CommandStatus, RuntimeCommand
@@ -108,7 +110,7 @@ def _token_from_scope(scope: dict[str, Any]) -> str:
     return str((query.get("token") or [""])[0])
 
 
-class RuntimeConsumer(AsyncWebsocketConsumer):
+class RuntimeConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
     agent_ids: frozenset[int] = frozenset()
     token_id: int = 0
 
@@ -181,9 +183,10 @@ class RuntimeConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
-            message = json.loads(text_data or (bytes_data or b"").decode("utf-8", "replace"))
-        except ValueError:
-            await self._error("Messages must be JSON objects.")
+            message = edge.loads(text_data or bytes_data or b"", root="message")
+        except edge.EdgeProblem as exc:
+            # Too deep, not JSON, not UTF-8 or unstorable text: say so and keep the socket.
+            await self._error(f"Messages must be JSON objects: {exc}")
             return
         if not isinstance(message, dict):
             await self._error("Messages must be JSON objects.")
@@ -194,7 +197,9 @@ class RuntimeConsumer(AsyncWebsocketConsumer):
         elif kind == "ack":
             await self._ack(message)
         else:
-            await self._error(f"Unknown message type {kind!r}; expected 'ack' or 'ping'.")
+            await self._error(
+                f"Unknown message type {edge.printable(str(kind))!r}; expected 'ack' or 'ping'."
+            )
 
     async def _ack(self, message: dict[str, Any]) -> None:
         status = message.get("status")
@@ -207,7 +212,7 @@ class RuntimeConsumer(AsyncWebsocketConsumer):
         if status not in ACK_STATUSES:
             await self._error("ack: status must be delivered, applied or rejected.")
             return
-        if not isinstance(result, str) or "\x00" in result:
+        if not isinstance(result, str):
             await self._error("ack: result must be text.")
             return
         try:

@@ -59,7 +59,11 @@ def filtered_sessions(
     if flt.owner == "me":
         qs = qs.filter(owner_id=getattr(user, "pk", None))
     elif flt.owner:
-        qs = qs.filter(owner_id=int(flt.owner)) if flt.owner.isdigit() else qs.none()
+        qs = (
+            qs.filter(owner_id=int(flt.owner))
+            if flt.owner.isascii() and flt.owner.isdigit()
+            else qs.none()
+        )
     if flt.kind:
         qs = qs.filter(kind=flt.kind)
     if flt.initiative is not None:

@@ -29,6 +29,13 @@ from sessions_app.services.commands import (
     command_queue,
     commands_claim,
 )
+from sessions_app.services.idempotency import (
+    Replay,
+    idempotency_begin,
+    idempotency_finish,
+    idempotency_purge,
+    idempotency_release,
+)
 from sessions_app.services.ingest import EventIn, EventsRecorded, events_record
 from sessions_app.services.sessions import (
     METADATA_FIELDS,
@@ -57,6 +64,7 @@ __all__ = [
     "TOKEN_PREFIX",
     "EventIn",
     "EventsRecorded",
+    "Replay",
     "access_audit",
     "agent_owner_changed",
     "agent_policy_update",
@@ -69,6 +77,10 @@ __all__ = [
     "deleted_facts",
     "events_record",
     "hash_token",
+    "idempotency_begin",
+    "idempotency_finish",
+    "idempotency_purge",
+    "idempotency_release",
     "may_manage_token",
     "membership_remove",
     "message_send",

@@ -24,12 +24,22 @@ class EventIn:
     actor: str = ""
 
 
+# Per-item outcomes of a batch. A retried batch gets the same answer, so a new event and an
+# identical resend are both STORED.
+STORED = "stored"
+CONFLICT = "conflict"  # this event_id was stored before with other content: the stored one stays
+SESSION_ENDED = "session_ended"  # the session is terminal and this is no late report it allows
+
+
 @dataclass(frozen=True)
 class EventsRecorded:
-    results: list[dict[str, Any]]  # per item: {"event_id", "seq"}, in request order
+    # per item, in request order: {"event_id", "seq" (None when refused), "status"}
+    results: list[dict[str, Any]]
     created: int
     duplicates: int
     session: AgentSession
+    conflicts: int = 0
+    refused: int = 0
 
 
 _STATUS_STOP_REASON: dict[str, str] = {
@@ -62,6 +72,26 @@ def _check_statuses(session: AgentSession, events: Sequence[EventIn]) -> None:
             )
 
 
+def _same_event(event: EventIn, stored_type: str, stored_payload: Any) -> bool:
+    """Is a resent event the one stored under its id? Compared after redaction, as stored; a
+    status report is stored as the transition it caused, so only its target is compared."""
+    if event.type != stored_type:
+        return False
+    if event.type == EventType.STATUS_CHANGE:
+        return isinstance(stored_payload, dict) and stored_payload.get("to") == event.payload.get(
+            "to"
+        )
+    return bool(redact_payload(event.payload)[0] == stored_payload)
+
+
+def _late_report(session: AgentSession, event: EventIn) -> bool:
+    """What a runtime may still report about a terminal session: the status it already has
+    (its own final report, crossing an operator's action) and an error."""
+    if event.type == EventType.ERROR:
+        return True
+    return event.type == EventType.STATUS_CHANGE and event.payload.get("to") == session.status
+
+
 def events_record(
     *, session: AgentSession, events: Sequence[EventIn], actor: str = ""
 ) -> EventsRecorded:
@@ -69,7 +99,10 @@ def events_record(
     the session's counters, progress and status, all in one transaction.
 
     Idempotent per `event_id`: a retried batch stores nothing new and returns the seqs of the
-    first delivery. The session row lock serialises concurrent batches for one session.
+    first delivery; an id resent with other content is a `conflict` (the stored event stays).
+    Once the session is terminal (ended, completed, failed, cancelled), later events are refused
+    per item as `session_ended`, except the late reports `_late_report` allows. The session
+    row lock serialises concurrent batches for one session.
     """
     ids = [e.event_id for e in events]
     if len(set(ids)) != len(ids):
@@ -82,12 +115,14 @@ def events_record(
             .select_related("agent", "owner")
             .get(pk=session.pk)
         )
-        existing = dict(
-            SessionEvent.objects.filter(session=locked, event_id__in=ids).values_list(
-                "event_id", "seq"
-            )
-        )
-        seq_of: dict[str, int] = dict(existing)
+        existing = {
+            event_id: (seq, type_, payload)
+            for event_id, seq, type_, payload in SessionEvent.objects.filter(
+                session=locked, event_id__in=ids
+            ).values_list("event_id", "seq", "type", "payload")
+        }
+        seq_of: dict[str, int | None] = {eid: found[0] for eid, found in existing.items()}
+        outcome: dict[str, str] = {}
         pending: list[SessionEvent] = []
         changes: dict[str, Any] = {}
 
@@ -102,7 +137,14 @@ def events_record(
         batch_counts: dict[str, int] = {}
         for event in events:
             if event.event_id in existing:
+                _, stored_type, stored_payload = existing[event.event_id]
+                same = _same_event(event, stored_type, stored_payload)
+                outcome[event.event_id] = STORED if same else CONFLICT
                 continue
+            if locked.is_terminal and not _late_report(locked, event):
+                outcome[event.event_id], seq_of[event.event_id] = SESSION_ENDED, None
+                continue
+            outcome[event.event_id] = STORED
             new_count += 1
             event_actor = default_actor(locked, event, actor)
             payload, counts = redact_payload(event.payload)
@@ -151,11 +193,26 @@ def events_record(
         locked.refresh_from_db()
 
     metrics.INGEST_BATCHES.labels("stored").inc()
-    metrics.INGEST_EVENTS.labels("created").inc(new_count)
-    metrics.INGEST_EVENTS.labels("duplicate").inc(len(ids) - new_count)
     metrics.count_redactions(batch_counts)
-    results = [{"event_id": eid, "seq": seq_of[eid]} for eid in ids]
-    return EventsRecorded(results, new_count, len(ids) - new_count, locked)
+    results = [{"event_id": eid, "seq": seq_of[eid], "status": outcome[eid]} for eid in ids]
+    conflicts = sum(1 for status in outcome.values() if status == CONFLICT)
+    refused = sum(1 for status in outcome.values() if status == SESSION_ENDED)
+    duplicates = len(ids) - new_count - conflicts - refused
+    for label, n in (
+        ("created", new_count),
+        ("duplicate", duplicates),
+        ("conflict", conflicts),
+        ("session_ended", refused),
+    ):
+        metrics.INGEST_EVENTS.labels(label).inc(n)
+    return EventsRecorded(
+        results,
+        created=new_count,
+        duplicates=duplicates,
+        session=locked,
+        conflicts=conflicts,
+        refused=refused,
+    )
 
 
 def _apply_event_effects(

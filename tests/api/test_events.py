@@ -34,8 +34,8 @@ def test_it_stores_a_batch_with_gap_free_seqs(world: Any, runtime: Api, flow: Ag
     assert response.status_code == 200, response.content
     data = response.json()
     assert data["results"] == [
-        {"event_id": "e1", "seq": before + 1},
-        {"event_id": "e2", "seq": before + 2},
+        {"event_id": "e1", "seq": before + 1, "status": "stored"},
+        {"event_id": "e2", "seq": before + 2, "status": "stored"},
     ]
     assert (data["created"], data["duplicates"]) == (2, 0)
     assert data["session"]["last_seq"] == before + 2
@@ -109,7 +109,7 @@ def test_a_batch_overlapping_an_earlier_one_adds_only_the_new_events(
     }
     second = post(runtime, flow, overlap).json()
     e2 = first.json()["results"][1]
-    assert second["results"] == [e2, {"event_id": "e3", "seq": e2["seq"] + 1}]
+    assert second["results"] == [e2, {"event_id": "e3", "seq": e2["seq"] + 1, "status": "stored"}]
     assert (second["created"], second["duplicates"]) == (1, 1)
 
 
@@ -135,17 +135,17 @@ def test_status_changes_go_through_the_lifecycle(world: Any, runtime: Api) -> No
 def test_an_illegal_transition_is_a_409_naming_from_and_to_and_stores_nothing(
     world: Any, runtime: Api
 ) -> None:
-    flow = f.make_session(world.agent, world.owner, status="completed")
+    flow = f.make_session(world.agent, world.owner, status="pending")
     count = SessionEvent.objects.filter(session=flow).count()
     response = post(
-        runtime, flow, events(("thinking", {"text": "late"}), ("status_change", {"to": "running"}))
+        runtime, flow, events(("thinking", {"text": "early"}), ("status_change", {"to": "stopped"}))
     )
     assert response.status_code == 409
     body = error(response)
     assert body["code"] == "illegal_transition"
-    assert body["details"] == {"kind": "flow_run", "from": "completed", "to": "running"}
-    assert "completed" in body["message"]
-    assert "running" in body["message"]
+    assert body["details"] == {"kind": "flow_run", "from": "pending", "to": "stopped"}
+    assert "pending" in body["message"]
+    assert "stopped" in body["message"]
     assert SessionEvent.objects.filter(session=flow).count() == count
 
 

@@ -46,6 +46,7 @@ def test_the_beat_schedule_runs_every_sweep_on_its_interval() -> None:
         "policy-sweep": ("sessions_app.tasks.policy_sweep", 30.0),
         "archive-sweep": ("sessions_app.tasks.archive_sweep", 600.0),
         "retention-purge": ("sessions_app.tasks.retention_purge", 600.0),
+        "idempotency-purge": ("sessions_app.tasks.idempotency_purge", 600.0),
     }
     for entry in schedule.values():
         assert entry["task"] in celery_app.tasks

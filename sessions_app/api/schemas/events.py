@@ -274,7 +274,12 @@ class EventBatchIn(BaseModel):
 
 class EventResult(BaseModel):
     event_id: str
-    seq: int
+    seq: int | None = Field(description="The event's seq; null when it was refused")
+    status: Literal["stored", "conflict", "session_ended"] = Field(
+        description="stored (now, or before with the same content: a retry gets the same "
+        "answer); conflict (this id was stored before with other content, which stays; seq is "
+        "the stored event's); session_ended (refused and not stored: the session has ended)"
+    )
 
 
 class SessionState(BaseModel):
@@ -291,6 +296,8 @@ class EventBatchOut(BaseModel):
     )
     created: int
     duplicates: int
+    conflicts: int = Field(description="Event ids resent with content other than the stored")
+    refused: int = Field(description="Events refused because the session has ended")
     session: SessionState
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
@@ -24,6 +25,22 @@ from .websocket import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def new_idempotency_key() -> str:
+    return uuid.uuid4().hex
+
+
+def _in_flight(response: httpx.Response) -> bool:
+    """409 idempotency_in_flight: the first attempt of this very request is still running on
+    the server (a retry overtook it); waiting gets its answer."""
+    if response.status_code != 409:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("code") == "idempotency_in_flight"
 
 
 class RuntimeClient:
@@ -67,11 +84,14 @@ class RuntimeClient:
         json_body: Any = None,
         params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        idempotency_key: str | None = None,
     ) -> Any:
-        """One API call, retried on network errors and 429/5xx. Only safe to retry because
-        every call of this API is idempotent or harmless to repeat (event ids make batches
-        idempotent); session creation is the exception, see create_session()."""
+        """One API call, retried on network errors and 429/5xx. Safe to retry because every
+        call is idempotent: event ids make batches so, and creates and actions send an
+        Idempotency-Key (the same one on every retry), so a lost answer is replayed, not
+        repeated."""
         delays = self.backoff.delays()
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         while True:
             try:
                 response = self.http.request(
@@ -79,12 +99,13 @@ class RuntimeClient:
                     path,
                     json=json_body,
                     params=params,
+                    headers=headers,
                     timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 )
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
-                if response.status_code not in RETRY_STATUSES:
+                if response.status_code not in RETRY_STATUSES and not _in_flight(response):
                     return self._answer(response)
                 problem = f"HTTP {response.status_code}"
             delay = next(delays, None)
@@ -120,8 +141,9 @@ class RuntimeClient:
         parent: str | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Create a session. Raises Conflict at the owner's concurrency cap. A retry after a
-        lost answer may create a second session (creation has no idempotency key)."""
+        """Create a session. Raises Conflict at the owner's concurrency cap. Sent with a fresh
+        Idempotency-Key that every retry reuses, so a lost answer never makes a second
+        session."""
         body: dict[str, Any] = {"kind": kind, "agent": agent, "title": storable(title)}
         optional = {
             "owner": owner,
@@ -134,8 +156,20 @@ class RuntimeClient:
             "metadata": dict(metadata) if metadata else None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
-        result: dict[str, Any] = self.request("POST", "/sessions", json_body=body)
+        result: dict[str, Any] = self.request(
+            "POST", "/sessions", json_body=body, idempotency_key=new_idempotency_key()
+        )
         return result
+
+    def act(self, session_id: str, action: str, body: Mapping[str, Any] | None = None) -> Any:
+        """An operator action (personal tokens): cancel, stop, pause, resume, end,
+        checkpoint/approve, checkpoint/reject, messages. Idempotent like create_session()."""
+        return self.request(
+            "POST",
+            f"/sessions/{session_id}/{action}",
+            json_body=dict(body) if body is not None else None,
+            idempotency_key=new_idempotency_key(),
+        )
 
     def get_session(self, session_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", f"/sessions/{session_id}")

@@ -1,0 +1,84 @@
+"""The Idempotency-Key header on the API's creating and acting operations."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from sessions_app import edge, services
+from sessions_app.api.auth import access_for_raw_token
+from sessions_app.api.errors import error_body
+from sessions_app.errors import BadIdempotencyKey, DomainError
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def fingerprint(request: HttpRequest) -> str:
+    digest = hashlib.sha256()
+    for part in (request.method or "", request.get_full_path()):
+        digest.update(part.encode("utf-8", "backslashreplace") + b"\n")
+    digest.update(request.body)
+    return digest.hexdigest()
+
+
+def _valid(key: str) -> bool:
+    return 1 <= len(key) <= 255 and key.isascii() and key.isprintable()
+
+
+def _answer(exc: Exception) -> HttpResponse:
+    status, body = error_body(exc)
+    response = JsonResponse(body, status=status)
+    if status == 503:
+        response["Retry-After"] = str(edge.RETRY_AFTER_SECONDS)
+    return response
+
+
+def idempotent(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wraps a whole operation (ninja's parsing and error answers included): with the header,
+    the first answer to a key (2xx or 4xx) is recorded in the same transaction as the
+    operation's work and replayed to every retry; a 5xx records nothing and frees the key."""
+
+    @wraps(run)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        key = request.headers.get(HEADER)
+        if key is None:
+            return run(request, *args, **kwargs)
+        scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+        try:
+            access = access_for_raw_token(raw) if scheme.lower() == "bearer" else None
+            if access is None:
+                return run(request, *args, **kwargs)  # ninja answers 401
+            if not _valid(key):
+                raise BadIdempotencyKey()
+            claim = services.idempotency_begin(
+                token=access.token, key=key, fingerprint=fingerprint(request)
+            )
+        except (DomainError, OperationalError, InterfaceError) as exc:
+            return _answer(exc)
+        if isinstance(claim, services.Replay):
+            replay = JsonResponse(claim.body, status=claim.status, safe=False)
+            replay[REPLAYED_HEADER] = "true"
+            return replay
+        with transaction.atomic():
+            response = run(request, *args, **kwargs)
+            if response.status_code < 500:
+                services.idempotency_finish(
+                    claim=claim, status=response.status_code, body=json.loads(response.content)
+                )
+            else:
+                transaction.set_rollback(True)
+        if response.status_code >= 500:
+            # If the database is still unreachable, the claim is taken over once abandoned.
+            with contextlib.suppress(DatabaseError):
+                services.idempotency_release(claim=claim)
+        return response
+
+    return wrapper

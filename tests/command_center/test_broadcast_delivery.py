@@ -1,0 +1,75 @@
+"""Publishing survives the process: a failed publish is retried with its sessions, and a
+process that exits inside the coalescing window publishes before it goes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.test import override_settings
+
+from command_center import broadcast
+from tests import factories as f
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class FlakyLayer:
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("redis restarting")
+        self.sent.append((group, message))
+
+
+def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_failed_publish_is_retried_with_its_sessions(world: Any, settings: Any) -> None:
+    settings.SCC_BROADCAST_COALESCE_MS = 10
+    session = f.make_session(world.agent, world.owner)
+    broadcast.broadcaster.wait_idle()
+    layer = FlakyLayer(failures=2)
+    sender = broadcast.Broadcaster()
+    with (
+        mock.patch.object(broadcast, "get_channel_layer", return_value=layer),
+        mock.patch.object(broadcast, "RETRY_DELAYS", (0.05,)),
+    ):
+        sender.session_changed(session.pk)
+        assert wait_for(lambda: layer.sent)
+        assert sender.wait_idle()
+    assert {m["session"]["id"] for _, m in layer.sent} == {str(session.pk)}
+
+
+def test_an_exiting_process_publishes_what_is_pending(world: Any) -> None:
+    session = f.make_session(world.agent, world.owner)
+    broadcast.broadcaster.wait_idle()
+    layer = FlakyLayer(failures=0)
+    sender = broadcast.Broadcaster()
+    with (
+        # Far longer than the process lives; only around this sender, so the process-wide
+        # broadcaster never schedules with it.
+        override_settings(SCC_BROADCAST_COALESCE_MS=60_000),
+        mock.patch.object(broadcast, "get_channel_layer", return_value=layer),
+    ):
+        sender.session_changed(session.pk)
+        sender.flush_at_exit()
+    assert {m["session"]["id"] for _, m in layer.sent} == {str(session.pk)}
+
+
+def test_flush_at_exit_with_nothing_pending_returns_at_once() -> None:
+    started = time.monotonic()
+    broadcast.Broadcaster().flush_at_exit()
+    assert time.monotonic() - started < 0.1
