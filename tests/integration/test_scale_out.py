@@ -100,15 +100,15 @@ def test_a_list_on_the_first_server_shows_sessions_reported_to_the_second(
             kind="flow_run", agent=world.agent.pk, owner="owner", title="Reported to the second"
         )
         inserted = receive_until(ws, f'id="session-{session["id"]}"')
-        assert 'hx-swap-oob="afterbegin:#rows-live"' in inserted
+        assert 'data-op="insert" data-target="rows-live"' in inserted
         assert "Reported to the second" in inserted
 
         batch = runtime_on_second.batch(session["id"])
         batch.status("running")
         batch.status("completed")
         batch.flush()
-        moved = receive_until(ws, 'hx-swap-oob="afterbegin:#rows-rest"')
-        assert f'<div id="session-{session["id"]}" hx-swap-oob="delete"></div>' in moved
+        moved = receive_until(ws, 'data-op="insert" data-target="rows-rest"')
+        assert f'data-op="remove" data-target="session-{session["id"]}"' in moved
         assert f'id="cc-recent-{session["id"]}"' in moved
         assert 'data-status="completed"' in moved
 

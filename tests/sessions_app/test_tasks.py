@@ -232,9 +232,8 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_the_next_run_finishes(world
         )
         deadline = time.monotonic() + 60
         while stopping.count() < 5:
-            log = (tmp_path / "worker.log").read_text()
-            assert proc.poll() is None, log
-            assert time.monotonic() < deadline, log
+            assert proc.poll() is None, (tmp_path / "worker.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
             time.sleep(0.005)
         with transaction.atomic(), connection.cursor() as cur:
             # Freeze the worker in the middle of a session: its next event insert waits on us.
