@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import connections
 
 from command_center import fragments
+from sessions_app import metrics
 from sessions_app.models import AgentSession
 from sessions_app.states import Kind
 
@@ -129,6 +130,8 @@ class Broadcaster:
         self._pid: int | None = None
         self._pending: set[uuid.UUID] = set()
         self._deleted: list[Mapping[str, Any]] = []
+        # When the oldest change not yet published was committed (for the broadcast lag metric).
+        self._since: float | None = None
         self._scheduled = False
         self._flushing = False
         self._failures = 0
@@ -148,11 +151,13 @@ class Broadcaster:
     def session_changed(self, session_id: uuid.UUID) -> None:
         with self._lock:
             self._pending.add(session_id)
+            self._since = self._since or time.monotonic()
             self._schedule()
 
     def sessions_deleted(self, facts: list[Mapping[str, Any]]) -> None:
         with self._lock:
             self._deleted.extend(facts)
+            self._since = self._since or time.monotonic()
             self._schedule()
 
     def _schedule(self, delay: float | None = None) -> None:
@@ -168,22 +173,27 @@ class Broadcaster:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _take(self) -> tuple[set[uuid.UUID], list[Mapping[str, Any]]]:
+    def _take(self) -> tuple[set[uuid.UUID], list[Mapping[str, Any]], float | None]:
         with self._lock:
             ids, self._pending = self._pending, set()
             deleted, self._deleted = self._deleted, []
+            since, self._since = self._since, None
             self._scheduled = False
             self._flushing = True
-        return ids, deleted
+        return ids, deleted, since
 
     async def _flush(self) -> None:
-        ids, deleted = self._take()
+        ids, deleted, since = self._take()
         try:
             messages = await sync_to_async(_load, thread_sensitive=False)(ids)
             await _send(messages + deleted_messages(deleted))
         except Exception:
+            with self._lock:
+                self._since = min(filter(None, (self._since, since)), default=None)
             self._failed(ids, deleted)
         else:
+            if since is not None:
+                metrics.BROADCAST_LAG.observe(time.monotonic() - since)
             with self._lock:
                 self._failures = 0
                 self._flushing = False
@@ -226,7 +236,7 @@ class Broadcaster:
             loop = self._loop if self._pid == os.getpid() else None
         if not pending or loop is None or not loop.is_running():
             return
-        ids, deleted = self._take()
+        ids, deleted, _since = self._take()
         try:
             messages = _load(ids) + deleted_messages(deleted)
             asyncio.run_coroutine_threadsafe(_send(messages), loop).result(timeout)
@@ -267,6 +277,8 @@ async def _send(messages: list[dict[str, Any]]) -> None:
     if layer is None:
         raise RuntimeError("CHANNEL_LAYERS is not configured")
     for message in messages:
+        # Wall-clock: the consumer that forwards it may run in another process.
+        message["published_at"] = time.time()
         for group in groups_for_session(message):
             await layer.group_send(group, {"type": MESSAGE_TYPE, "session": message})
 

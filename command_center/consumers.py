@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from command_center import filters, fragments
 from command_center.broadcast import access_group, groups_for_access
-from sessions_app import edge, errors, selectors
+from sessions_app import edge, errors, metrics, selectors
 from sessions_app.states import Kind
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         # Fresh: the user object of a socket lives as long as the socket.
         await self._refresh_access()
         await self.accept()
+        self._counted = True
+        metrics.OPEN_SOCKETS.labels("dashboard").inc()
         snapshot = await database_sync_to_async(self._snapshot)()
         self._last_snapshot = time.monotonic()
         if snapshot is None:
@@ -129,6 +131,9 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         self._clock_changed.set()  # the snapshot found the panel's next move anew
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "_counted", False):
+            self._counted = False
+            metrics.OPEN_SOCKETS.labels("dashboard").dec()
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
         for task in (self._counts_task, self._clock_task, self._snapshot_task):
@@ -218,6 +223,8 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
             parts += await database_sync_to_async(self._detail_parts)(summary)
         if parts:
             await self.send(text_data="".join(parts))
+            if "published_at" in summary:
+                metrics.PUSH_LAG.observe(max(0.0, time.time() - summary["published_at"]))
         # Counts change only when a session enters, leaves or moves between panel sections;
         # most pushes (progress, new events) do not, and cost no query.
         section = self._section(summary)

@@ -178,6 +178,10 @@ if envbool("SCC_BEHIND_PROXY", False):
 # --- product knobs ----------------------------------------------------------------------------
 SCC_BROADCAST_COALESCE_MS = envint("SCC_BROADCAST_COALESCE_MS", 100, minimum=0)
 SCC_STOP_GRACE_SECONDS = envint("SCC_STOP_GRACE_SECONDS", 120, minimum=1)
+# A runtime not heard from this long has its agents' live sessions flagged "runtime lost"; a
+# connected runtime socket counts as heard every SCC_RUNTIME_HEARTBEAT_SECONDS.
+SCC_RUNTIME_LOST_SECONDS = envint("SCC_RUNTIME_LOST_SECONDS", 90, minimum=1)
+SCC_RUNTIME_HEARTBEAT_SECONDS = envint("SCC_RUNTIME_HEARTBEAT_SECONDS", 15, minimum=1)
 SCC_ACTIVE_CHAT_WINDOW_MINUTES = 30
 # Sessions show "expires in N days" once retention is this close (at most the longest retention).
 SCC_EXPIRY_WARNING_DAYS = envint("SCC_EXPIRY_WARNING_DAYS", 7, minimum=0)

@@ -22,6 +22,8 @@ def access_for_raw_token(raw: str) -> TokenAccess | None:
     access = selectors.token_access_by_hash(services.hash_token(raw))
     if access is not None:
         services.token_touch(token=access.token)
+        if access.is_runtime:
+            services.runtime_heard(agent_ids=access.agent_ids)
     return access
 
 

@@ -93,6 +93,8 @@ def _claim_if_live(token_id: int) -> list[Any] | None:
     access = selectors.token_access_by_id(token_id)
     if access is None or not access.is_runtime:
         return None
+    # A runtime waiting on the long-poll is alive (its heartbeat).
+    services.runtime_heard(agent_ids=access.agent_ids)
     return services.commands_claim(agent_ids=access.agent_ids, redeliver_after=REDELIVER_AFTER)
 
 

@@ -94,6 +94,9 @@ class Agent(models.Model):
     auto_archive_days = models.PositiveIntegerField(default=30)
     retention_days = models.PositiveIntegerField(default=30)
     allow_model_override = models.BooleanField(default=False)
+    # When a runtime serving this agent was last heard from (its socket, long-poll or API calls);
+    # the policy sweep flags the agent's live sessions "runtime lost" when it falls silent.
+    runtime_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
 

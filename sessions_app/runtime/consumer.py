@@ -24,6 +24,7 @@ token receives nothing even when it was revoked around the services.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -34,8 +35,9 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.conf import settings
 
-from sessions_app import edge, errors, selectors, services
+from sessions_app import edge, errors, metrics, selectors, services
 from sessions_app.api.auth import access_for_raw_token
 from sessions_app.api.serializers import command_json
 from sessions_app.models import CommandStatus, RuntimeCommand
@@ -128,6 +130,9 @@ class RuntimeConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.token_id = access.token.pk
+        self._counted = True
+        metrics.OPEN_SOCKETS.labels("runtime").inc()
+        self._heartbeat = asyncio.ensure_future(self._beat())
         # Join before reading the outbox, so a command queued in between is not missed (it may
         # arrive twice; `sent` drops the repeat).
         await self._follow(access)
@@ -154,8 +159,23 @@ class RuntimeConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         await self.close(code=CLOSE_UNAUTHORIZED)
 
     async def disconnect(self, code: int) -> None:
+        heartbeat = getattr(self, "_heartbeat", None)
+        if heartbeat is not None:
+            heartbeat.cancel()
+        if getattr(self, "_counted", False):
+            self._counted = False
+            metrics.OPEN_SOCKETS.labels("runtime").dec()
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def _beat(self) -> None:
+        """An open runtime socket is a runtime alive: say so while it lasts. A killed runtime's
+        socket closes (or stops being served), and the silence is what the sweep notices."""
+        heard = database_sync_to_async(services.runtime_heard)
+        while True:
+            await asyncio.sleep(settings.SCC_RUNTIME_HEARTBEAT_SECONDS)
+            if self.agent_ids:
+                await heard(agent_ids=self.agent_ids)
 
     async def token_changed(self, event: dict[str, Any]) -> None:
         access = await database_sync_to_async(selectors.token_access_by_id)(self.token_id)

@@ -37,6 +37,12 @@ from sessions_app.services.idempotency import (
     idempotency_release,
 )
 from sessions_app.services.ingest import EventIn, EventsRecorded, events_record
+from sessions_app.services.runtimes import (
+    RUNTIME_LOST,
+    forget_throttle,
+    runtime_heard,
+    runtime_lost_agents,
+)
 from sessions_app.services.sessions import (
     METADATA_FIELDS,
     deleted_facts,
@@ -61,6 +67,7 @@ from sessions_app.services.tokens import (
 
 __all__ = [
     "METADATA_FIELDS",
+    "RUNTIME_LOST",
     "TOKEN_PREFIX",
     "EventIn",
     "EventsRecorded",
@@ -76,6 +83,7 @@ __all__ = [
     "commands_claim",
     "deleted_facts",
     "events_record",
+    "forget_throttle",
     "hash_token",
     "idempotency_begin",
     "idempotency_finish",
@@ -86,6 +94,8 @@ __all__ = [
     "message_send",
     "project_member_remove",
     "project_member_set",
+    "runtime_heard",
+    "runtime_lost_agents",
     "session_cancel",
     "session_clone",
     "session_create",

@@ -79,6 +79,7 @@ class SweepReport:
     stopped_max_duration: int = 0
     ended_max_duration: int = 0
     stopped_grace: int = 0
+    runtime_lost: int = 0
     errors: int = 0
     broken_agents: int = 0
     truncated: bool = False
@@ -95,6 +96,7 @@ class SweepReport:
             + self.stopped_max_duration
             + self.ended_max_duration
             + self.stopped_grace
+            + self.runtime_lost
         )
 
 
@@ -130,6 +132,7 @@ CHANGED_FIELDS = {
         "stopped_max_duration",
         "ended_max_duration",
         "stopped_grace",
+        "runtime_lost",
     ),
     "archive": ("archived",),
     "retention": ("sessions",),

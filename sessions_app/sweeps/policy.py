@@ -18,7 +18,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from sessions_app import hooks, lifecycle
+from sessions_app import hooks, lifecycle, services
 from sessions_app.models import (
     AgentSession,
     CommandKind,
@@ -69,6 +69,7 @@ def policy_sweep(
     _stop_grace(now, report, batch_size, budget)
     _max_duration(now, report, batch_size, budget)
     _idle(now, report, batch_size, budget)
+    _runtime_lost(now, report, batch_size, budget)
     if report.changed or report.errors:
         logger.info("policy sweep: %s", report.as_dict())
     return report
@@ -281,6 +282,33 @@ def _idle(now: datetime, report: SweepReport, batch_size: int, budget: _Budget) 
     )
 
 
+def _runtime_lost(now: datetime, report: SweepReport, batch_size: int, budget: _Budget) -> None:
+    """Live sessions of agents whose runtime fell silent (no socket, poll or call for
+    SCC_RUNTIME_LOST_SECONDS) are flagged stalled, "runtime lost"; their commands wait in the
+    outbox for the runtime to come back, which clears the flag."""
+    agents = services.runtime_lost_agents(now=now)
+    if not agents:
+        return
+    qs = AgentSession.objects.filter(agent_id__in=agents, live=True, stalled=False)
+
+    def handle(pk: Any) -> str | None:
+        with transaction.atomic():
+            session = _lock_session(pk)
+            if session is None or not session.live or session.stalled:
+                return None
+            return _flag(session, services.RUNTIME_LOST, counter="runtime_lost")
+
+    _sweep_rows(
+        qs,
+        key="last_activity_at",
+        handle=handle,
+        rule="runtime lost",
+        report=report,
+        batch_size=batch_size,
+        budget=budget,
+    )
+
+
 def _idle_chat(session: AgentSession, idle_for: str) -> str | None:
     if session.status == Status.RUNNING:
         result = lifecycle.transition(
@@ -321,7 +349,10 @@ def _flag_stalled(session: AgentSession, idle_for: str) -> str | None:
     may just be slow) but shows as needing attention until its next event clears the flag."""
     if session.stalled or session.status not in WATCHED_FOR_STALL:
         return None
-    reason = f"no event for {idle_for}"
+    return _flag(session, f"no event for {idle_for}", counter="stalled")
+
+
+def _flag(session: AgentSession, reason: str, *, counter: str) -> str | None:
     updated = AgentSession.objects.filter(
         pk=session.pk, stalled=False, status=session.status
     ).update(**lifecycle.bump(stalled=True, stall_reason=reason))
@@ -335,4 +366,4 @@ def _flag_stalled(session: AgentSession, idle_for: str) -> str | None:
         payload={"action": "flag_stalled", "by": ACTOR, "reason": reason},
     )
     hooks.session_changed(session.pk)
-    return "stalled"
+    return counter
