@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -24,7 +25,14 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
+
 # Text that includes what databases and encoders choke on: NUL, lone surrogates, odd digits.
+def _query(params: dict[str, str]) -> str:
+    """Percent-encode as a hostile client can: a lone surrogate goes out as the bytes UTF-8
+    would give it (the test client itself refuses to encode one)."""
+    return urlencode(params, errors="surrogatepass")
+
+
 nasty_text = st.text(
     alphabet=st.one_of(
         st.characters(codec=None),
@@ -130,7 +138,7 @@ PAGE_PARAMS = [*API_PARAMS[:8], "archived", "cursor", "fragment"]
 @FUZZ
 @given(params=st.dictionaries(st.sampled_from(API_PARAMS), nasty_text, max_size=4))
 def test_api_list_parameters(runtime: Api, params: dict[str, str]) -> None:
-    assert runtime.get("/sessions", params).status_code < 500
+    assert runtime.get(f"/sessions?{_query(params)}").status_code < 500
 
 
 @FUZZ
@@ -138,9 +146,9 @@ def test_api_list_parameters(runtime: Api, params: dict[str, str]) -> None:
 def test_page_parameters(world: Any, running: AgentSession, params: dict[str, str]) -> None:
     client = Client(raise_request_exception=False)
     client.force_login(world.owner)
-    assert client.get("/sessions/", params).status_code < 500
-    before = params.get("q", "1")
-    assert client.get(f"/sessions/{running.pk}/events/", {"before": before}).status_code < 500
+    assert client.get(f"/sessions/?{_query(params)}").status_code < 500
+    before = _query({"before": params.get("q", "1")})
+    assert client.get(f"/sessions/{running.pk}/events/?{before}").status_code < 500
 
 
 @FUZZ
@@ -153,7 +161,11 @@ def test_page_forms(world: Any, action: str, form: dict[str, str]) -> None:
     client = Client(raise_request_exception=False)
     client.force_login(world.owner)
     before = state()
-    response = client.post(f"/sessions/{chat.pk}/{action}/", form)
+    response = client.post(
+        f"/sessions/{chat.pk}/{action}/",
+        _query(form),
+        content_type="application/x-www-form-urlencoded",
+    )
     assert response.status_code < 500
     if response.status_code >= 400:
         assert state() == before
