@@ -4,6 +4,13 @@
   "use strict";
   var socket = null;
 
+  // Reconnect with jittered backoff capped at 5 s (htmx's default grows to a minute): after a
+  // server restart a dashboard is back within seconds, and a thousand of them still spread out.
+  htmx.config.wsReconnectDelay = function (retryCount) {
+    var cap = Math.min(5000, 500 * Math.pow(2, retryCount));
+    return cap / 4 + Math.random() * (cap * 3 / 4);
+  };
+
   function send(message) {
     if (socket) socket.send(JSON.stringify(message));
   }
