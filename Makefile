@@ -32,7 +32,7 @@ test: lint typecheck pytest
 
 # The fast inner loop: lint, types and the tests that need no real processes or browser.
 check: lint typecheck
-	$(PY) -m config.embedded test -q -m "not integration and not browser and not slow" $(PYTEST_ARGS)
+	$(PY) -m config.embedded test -q -n 2 -m "not integration and not browser and not slow" $(PYTEST_ARGS)
 
 bench: .venv/.synced
 	$(PY) bench/redaction_bench.py

@@ -125,7 +125,8 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
             "hosts": [REDIS_URL],
-            "prefix": envstr("CHANNELS_PREFIX", "scc"),
+            # Parallel test workers (pytest-xdist) share one Redis: each gets its own prefix.
+            "prefix": envstr("CHANNELS_PREFIX", "scc") + os.environ.get("PYTEST_XDIST_WORKER", ""),
         },
     }
 }
