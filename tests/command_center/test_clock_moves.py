@@ -16,7 +16,8 @@ from sessions_app.states import ACTIVE_CHAT_WINDOW, RECENT_WINDOW, Kind
 from tests import factories as f
 from tests.command_center.test_consumers import connect, receive_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Seconds of work each: in `make test` and CI, not in the `make check` inner loop.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def _section_of(frame: str, pk: Any) -> str | None:

@@ -19,6 +19,9 @@ from sessions_app.models import AgentSession, RuntimeCommand, SessionEvent
 from tests import factories as f
 from tests.api.conftest import URL, Api
 
+# Seconds of work each: in `make test` and CI, not in the `make check` inner loop.
+pytestmark = pytest.mark.slow
+
 FUZZ = settings(
     max_examples=60,
     deadline=None,

@@ -23,7 +23,8 @@ from tests import factories as f
 from tests.api.conftest import make_token
 from tests.command_center.test_consumers import connect, drain, receive_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Seconds of work each: in `make test` and CI, not in the `make check` inner loop.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ORIGIN = [(b"origin", b"http://127.0.0.1")]
 

@@ -17,7 +17,8 @@ from tests import factories as f
 from tests.api.conftest import make_token
 from tests.security import sockets
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Seconds of work each: in `make test` and CI, not in the `make check` inner loop.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 WITHIN = 2.0
 
 

@@ -29,7 +29,8 @@ from tests.security.world import (
     fingerprint,
 )
 
-pytestmark = pytest.mark.django_db
+# Seconds of work each: in `make test` and CI, not in the `make check` inner loop.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 API = "/api/v1"
 PAGE_VERBS = ("pause", "resume", "stop", "cancel", "end", "approve", "reject", "pin")

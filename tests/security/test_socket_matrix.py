@@ -15,7 +15,8 @@ from sessions_app.selectors import HIDDEN_TITLE
 from tests.security import sockets
 from tests.security.world import OBJECTS, PEOPLE, Cells, MatrixWorld, build
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Seconds of work each: in `make test` and CI, not in the `make check` inner loop.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(autouse=True)
