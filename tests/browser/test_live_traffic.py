@@ -317,3 +317,23 @@ def test_no_console_errors_under_sustained_pushes_and_screenshots(
 
     assert posted >= 80, f"only {posted} events were posted"
     assert problems == []
+
+
+def test_a_quiet_chat_leaves_active_now_on_its_own_at_30_minutes(
+    open_page: OpenPage, world: World, runtime: RuntimeClient
+) -> None:
+    quiet = runtime.create_session(kind="chat", agent=world.agent.pk, owner="owner", title="Quiet")
+    busy = running_flow(runtime, world, "Busy neighbour")
+    # Its 30 minutes of Active Now end a few seconds from now, with nothing else happening to it.
+    AgentSession.objects.filter(pk=quiet["id"]).update(
+        last_activity_at=timezone.now() - timedelta(minutes=30) + timedelta(seconds=4)
+    )
+    page = open_page(world.owner)
+    page.goto("/sessions/")
+    wait_until_live(page)
+    page.get_by_role("button", name=re.compile(r"^Command Center")).click()
+    with streaming(runtime, busy):
+        expect(page.locator(f"#cc-active-{quiet['id']}")).to_be_attached()
+        expect(page.locator(f"#cc-recent-{quiet['id']}")).to_be_attached(timeout=20_000)
+        expect(page.locator(f"#cc-active-{quiet['id']}")).to_have_count(0)
+        expect(page.locator(f"#cc-active-{busy}")).to_be_attached()  # the neighbour stays
