@@ -179,12 +179,8 @@ def waits_on_a_person(
     )
 
 
-def is_live(*, kind: str, status: str) -> bool:
-    return status in LIVE[kind]
-
-
 def live_expression() -> Case:
-    """`is_live()` as SQL, for the generated column."""
+    """`LIVE` as SQL, for the generated column."""
     return Case(
         *(When(kind=kind, status__in=sorted(LIVE[kind]), then=Value(True)) for kind in Kind),
         default=Value(False),

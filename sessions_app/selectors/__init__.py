@@ -19,7 +19,7 @@ from sessions_app.selectors.access import (
     sessions_visible_to,
     visibility_q,
 )
-from sessions_app.selectors.agents import agent_for_policy_edit, policy_history, visible_agents
+from sessions_app.selectors.agents import agent_for_policy_edit, policy_history
 from sessions_app.selectors.lineage import (
     HIDDEN_TITLE,
     LINKS,
@@ -31,7 +31,6 @@ from sessions_app.selectors.lineage import (
 )
 from sessions_app.selectors.lists import (
     LIST_ORDER,
-    NEEDS_YOU_STATUSES,
     Page,
     PanelSection,
     SessionFilter,
@@ -81,7 +80,6 @@ __all__ = [
     "HIDDEN_TITLE",
     "LINKS",
     "LIST_ORDER",
-    "NEEDS_YOU_STATUSES",
     "PENDING_COMMAND_STATUSES",
     "SESSION_FACTS",
     "SESSION_RELATED",
@@ -140,6 +138,5 @@ __all__ = [
     "tokens_of_user",
     "transcript_tail",
     "visibility_q",
-    "visible_agents",
     "visible_among",
 ]

@@ -13,15 +13,6 @@ from sessions_app.models import (
 from sessions_app.selectors.access import access_for, can_edit_policy
 
 
-def visible_agents(user: Any) -> list[Agent]:
-    """Agents in the viewer's workspaces, for the agent settings list."""
-    access = access_for(user)
-    qs = Agent.objects.select_related("project", "owner").order_by("name")
-    if not access.superuser:
-        qs = qs.filter(tenant_id__in=access.tenant_ids)
-    return list(qs)
-
-
 def agent_for_policy_edit(user: Any, agent_id: int) -> Agent:
     """The agent if the viewer may edit its policy. Project members who may not get 403 (they
     know the agent: its sessions are in their list); everyone else gets 404, as if it did not

@@ -162,9 +162,6 @@ def recent(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:
     )
 
 
-NEEDS_YOU_STATUSES = states.WAITS_ON_A_PERSON
-
-
 def waits_on_a_person_q() -> Q:
     """`states.waits_on_a_person` as SQL."""
     return Q(live=True, archived_at__isnull=True) & (
