@@ -181,6 +181,9 @@ SCC_BROADCAST_COALESCE_MS = envint("SCC_BROADCAST_COALESCE_MS", 100, minimum=0)
 SCC_STOP_GRACE_SECONDS = envint("SCC_STOP_GRACE_SECONDS", 120, minimum=1)
 # A runtime not heard from this long has its agents' live sessions flagged "runtime lost"; a
 # connected runtime socket counts as heard every SCC_RUNTIME_HEARTBEAT_SECONDS.
+# How long a process may answer from a token's remembered access (selectors/tokens.py); access
+# changes made elsewhere take effect within this. 0 re-reads on every request.
+SCC_TOKEN_CACHE_SECONDS = min(envint("SCC_TOKEN_CACHE_MS", 1000, minimum=0), 2000) / 1000
 SCC_RUNTIME_LOST_SECONDS = envint("SCC_RUNTIME_LOST_SECONDS", 90, minimum=1)
 SCC_RUNTIME_HEARTBEAT_SECONDS = envint("SCC_RUNTIME_HEARTBEAT_SECONDS", 15, minimum=1)
 SCC_ACTIVE_CHAT_WINDOW_MINUTES = 30
