@@ -229,3 +229,17 @@ def test_list_and_panel_reads_are_index_range_scans(world: World, crowd: Any, pe
         "agent_owner": "session_agent_list_idx",
     }[persona]
     assert expected in used, used
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_filter_choices_are_what_the_visible_sessions_name(
+    world: World, crowd: Any, persona: str
+) -> None:
+    user = getattr(world, persona)
+    visible = selectors.sessions_visible_to(user)
+    facets = selectors.filter_facets(user)
+    for name, field in (("people", "owner_id"), ("agents", "agent_id"), ("projects", "project_id")):
+        expected = set(visible.values_list(field, flat=True))
+        assert {o.pk for o in facets[name]} == expected, (persona, name)
+    if persona != "other_admin":
+        assert facets["agents"], persona  # positive control
