@@ -19,7 +19,7 @@ from sessions_app.selectors.access import (
     sessions_visible_to,
     visibility_q,
 )
-from sessions_app.selectors.agents import agent_for_policy_edit, policy_history
+from sessions_app.selectors.agents import agent_for_policy_edit, agents_usable_by, policy_history
 from sessions_app.selectors.lineage import (
     HIDDEN_TITLE,
     LINKS,
@@ -101,6 +101,7 @@ __all__ = [
     "agent_for_policy_edit",
     "agent_in_tenant",
     "agents_for_token",
+    "agents_usable_by",
     "can_act",
     "can_edit_policy",
     "can_view",
