@@ -19,7 +19,12 @@ from sessions_app.selectors.access import (
     sessions_visible_to,
     visibility_q,
 )
-from sessions_app.selectors.agents import agent_for_policy_edit, agents_usable_by, policy_history
+from sessions_app.selectors.agents import (
+    agent_for_policy_edit,
+    agents_usable_by,
+    initiatives_of,
+    policy_history,
+)
 from sessions_app.selectors.lineage import (
     HIDDEN_TITLE,
     LINKS,
@@ -116,6 +121,7 @@ __all__ = [
     "filter_q",
     "filtered_sessions",
     "initiative_in_tenant",
+    "initiatives_of",
     "is_tenant_admin",
     "link_ids",
     "may_act",

@@ -9,6 +9,7 @@ from django.db.models import Q, QuerySet
 from sessions_app.errors import NotAllowed, NotFound
 from sessions_app.models import (
     Agent,
+    Initiative,
     Membership,
     PolicyChange,
     Role,
@@ -55,3 +56,11 @@ def agents_usable_by(user: Any) -> QuerySet[Agent]:
         .select_related("project")
         .order_by("name", "pk")
     )
+
+
+def initiatives_of(user: Any) -> QuerySet[Initiative]:
+    """The initiatives of the person's workspaces (a new session may be tied to one)."""
+    if not getattr(user, "is_authenticated", False):
+        return Initiative.objects.none()
+    tenants = TenantMembership.objects.filter(user=user).values("tenant_id")
+    return Initiative.objects.filter(tenant_id__in=tenants).order_by("name", "pk")

@@ -31,6 +31,7 @@ from sessions_app.services.commands import (
 )
 from sessions_app.services.handover import (
     session_clone,
+    session_hand_over,
     session_transfer,
     session_transfer_to_agent,
 )
@@ -119,6 +120,7 @@ __all__ = [
     "session_create_for_token",
     "session_delete",
     "session_end",
+    "session_hand_over",
     "session_new",
     "session_pause",
     "session_resume",

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import transaction
 
-from sessions_app import lifecycle
+from sessions_app import lifecycle, selectors
 from sessions_app.errors import Conflict, InvalidInput
 from sessions_app.models import Agent, AgentSession, CommandKind, StopReason
 from sessions_app.services.commands import command_queue
@@ -177,3 +177,21 @@ def session_transfer_to_agent(*, session: AgentSession, user: Any, to_agent: Age
         _start_successor(successor, user=user, source=session, context=context)
     successor.refresh_from_db()
     return successor
+
+
+def session_hand_over(
+    *, session: AgentSession, user: Any, to_user: str = "", to_agent: int | None = None
+) -> AgentSession:
+    """A transfer as people ask for it (the page's dialog, the API): exactly one of a member's
+    username or an agent id of the session's workspace."""
+    if bool(to_user) == (to_agent is not None):
+        raise InvalidInput("to_user", "name either a person (to_user) or an agent (to_agent)")
+    if to_agent is not None:
+        agent = selectors.agent_in_tenant(tenant_id=session.tenant_id, agent_id=to_agent)
+        if agent is None:
+            raise InvalidInput("to_agent", f"no agent with id {to_agent} in this workspace")
+        return session_transfer_to_agent(session=session, user=user, to_agent=agent)
+    person = selectors.member_by_username(tenant_id=session.tenant_id, username=to_user)
+    if person is None:
+        raise InvalidInput("to_user", f"no member of this workspace is called {to_user!r}")
+    return session_transfer(session=session, user=user, to_user=person)
