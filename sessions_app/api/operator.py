@@ -17,6 +17,7 @@ from sessions_app.api.auth import require_personal
 from sessions_app.api.idempotency import idempotent
 from sessions_app.api.schemas import DeletedOut, SessionOut, TransferIn
 from sessions_app.api.sessions import ACTION_ERRORS, session_json
+from sessions_app.api.sessions import router as sessions_router
 
 router = Router(tags=["operator"])
 
@@ -94,7 +95,8 @@ def session_transfer(
     return Status(201, session_json(access, successor))
 
 
-@router.delete(
+# On the sessions router: ninja serves one path from one router, and GET /sessions/{id} is there.
+@sessions_router.delete(
     "/sessions/{session_id}",
     response={200: DeletedOut, **ACTION_ERRORS},
     summary="Delete a session with its transcript and commands",
