@@ -103,7 +103,8 @@ def test_the_cap_shows_the_limit_and_the_count(client: Any, world: Any) -> None:
     response = client.post(reverse("session_new"), form_data(world), HTTP_HX_REQUEST="true")
     assert response.status_code == 409
     html = response.content.decode()
-    assert "at most 1 concurrent session" in html and "already has 1 open" in html
+    assert "at most 1 concurrent session" in html
+    assert "already has 1 open" in html
 
 
 def test_the_transfer_dialog_offers_other_agents_and_hands_over(client: Any, world: Any) -> None:
