@@ -172,25 +172,10 @@ def command_list(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     access = caller(request)
     session = selectors.session_get_for_token(access, session_id)
     commands = selectors.commands_for_session(session)
-    # A transfer command names its successor, which the caller may not be allowed to see.
-    named = {c.pk: c.payload.get("to_session") for c in commands if isinstance(c.payload, dict)}
-    visible = {
-        str(i) for i in selectors.visible_among(access, (_uuid(v) for v in named.values() if v))
-    }
-    items = []
-    for c in commands:
-        item = out.command_out(c)
-        if named.get(c.pk) and named[c.pk] not in visible:
-            item["payload"] = {**item["payload"], "to_session": None}
-        items.append(item)
-    return {"items": items}
-
-
-def _uuid(value: Any) -> UUID | None:
-    try:
-        return UUID(str(value))
-    except ValueError:
-        return None
+    # Commands name other sessions (a transfer's successor, a start's source), which the caller
+    # may not be allowed to see: those links go, as everywhere (DESIGN 7).
+    payloads = selectors.command_payloads_for(access, commands)
+    return {"items": [{**out.command_out(c), "payload": payloads[c.pk]} for c in commands]}
 
 
 # --- ingestion -------------------------------------------------------------------------------------

@@ -211,3 +211,22 @@ def test_an_idempotency_key_replays_a_clone(world: Any, running: AgentSession) -
     assert first.json()["id"] == again.json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
     assert AgentSession.objects.filter(cloned_from=running).count() == 1
+
+
+def test_a_start_names_its_source_only_to_those_who_may_see_it(world: Any, personal: Any) -> None:
+    # Chats are their owner's: the developer who takes one over may not see the original.
+    chat = f.make_session(world.agent, world.owner, "chat")
+    moved = personal(world.owner).post(f"/sessions/{chat.pk}/transfer", {"to_user": "developer"})
+    successor = moved.json()["id"]
+    seen_by_developer = personal(world.developer).get(f"/sessions/{successor}").json()
+    assert seen_by_developer["transferred_from_id"] is None
+    assert seen_by_developer["hidden_related"] == ["transferred_from"]
+
+    def start_payload(user: Any) -> dict[str, Any]:
+        items = personal(user).get(f"/sessions/{successor}/commands").json()["items"]
+        [start] = [c for c in items if c["kind"] == "start"]
+        return dict(start["payload"])
+
+    assert start_payload(world.developer)["transfer"] is None
+    assert start_payload(world.developer)["session"]["id"] == successor
+    assert start_payload(world.admin)["transfer"]["from_session"] == str(chat.pk)  # control
