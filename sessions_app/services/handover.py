@@ -20,7 +20,7 @@ from sessions_app.services.sessions import (
     start_request,
     user_may_use_agent,
 )
-from sessions_app.services.starts import transfer_context
+from sessions_app.services.starts import start_withdraw, transfer_context
 from sessions_app.states import Kind, Status
 
 
@@ -64,7 +64,8 @@ def _check_transferable(session: AgentSession) -> None:
 
 def _retire_source(session: AgentSession, *, user: Any) -> None:
     """The source of a transfer: a chat ends, a flow run or task stops; both with stop reason
-    `transfer`."""
+    `transfer`. If no runtime took it yet, its `start` is withdrawn: the successor runs instead."""
+    start_withdraw(session, reason="transferred before a runtime accepted it")
     final = Status.ENDED if session.kind == Kind.CHAT else Status.STOPPED
     if session.kind != Kind.CHAT and session.status != Status.STOPPING:
         lifecycle.transition(

@@ -156,21 +156,31 @@ def start_settle(command: RuntimeCommand, status: str, result: str) -> None:
     )
 
 
+def start_withdraw(session: AgentSession, *, reason: str) -> bool:
+    """Stop waiting for a runtime and take back the session's unaccepted `start`, so no runtime
+    runs it later. False when it was not waiting (a runtime accepted it, or it never waited)."""
+    updated = AgentSession.objects.filter(
+        pk=session.pk, awaiting_runtime_since__isnull=False
+    ).update(**lifecycle.bump(awaiting_runtime_since=None))
+    if updated != 1:
+        return False
+    session.awaiting_runtime_since = None
+    withdrawn = RuntimeCommand.objects.filter(
+        session_id=session.pk,
+        kind=CommandKind.START,
+        status__in=[CommandStatus.QUEUED, CommandStatus.DELIVERED],
+    ).update(status=CommandStatus.REJECTED, acked_at=timezone.now(), result=reason[:2000])
+    metrics.COMMANDS.labels(CommandStatus.REJECTED).inc(withdrawn)
+    hooks.session_changed(session.pk)
+    return True
+
+
 def start_fail(session: AgentSession, *, code: str, message: str) -> bool:
     """Fail a session that is still waiting for a runtime, and withdraw its `start` so no
     runtime takes it later. False when it stopped waiting meanwhile (a runtime got there)."""
     with transaction.atomic():
-        updated = AgentSession.objects.filter(
-            pk=session.pk, awaiting_runtime_since__isnull=False
-        ).update(**lifecycle.bump(awaiting_runtime_since=None))
-        if updated != 1:
+        if not start_withdraw(session, reason=message):
             return False
-        withdrawn = RuntimeCommand.objects.filter(
-            session_id=session.pk,
-            kind=CommandKind.START,
-            status__in=[CommandStatus.QUEUED, CommandStatus.DELIVERED],
-        ).update(status=CommandStatus.REJECTED, acked_at=timezone.now(), result=message[:2000])
-        metrics.COMMANDS.labels(CommandStatus.REJECTED).inc(withdrawn)
         session.refresh_from_db()
         if is_allowed(session.kind, session.status, Status.FAILED):
             lifecycle.transition(
@@ -182,5 +192,4 @@ def start_fail(session: AgentSession, *, code: str, message: str) -> bool:
                 error_message=message,
                 touch=False,
             )
-        hooks.session_changed(session.pk)
     return True

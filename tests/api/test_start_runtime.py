@@ -232,3 +232,21 @@ def test_the_first_runtime_to_accept_wins(
     [command] = first.poll_commands(wait=0)
     assert first.accept_start(command) is True
     assert second.accept_start(command) is False
+
+
+def test_transferring_a_session_still_waiting_withdraws_its_start(
+    world: World, personal: Any
+) -> None:
+    first = personal(world.owner).post("/sessions", {"kind": "flow_run", "agent": world.agent.pk})
+    successor = personal(world.owner).post(
+        f"/sessions/{first['id']}/transfer", {"to_user": "admin"}
+    )
+    starts = {
+        str(session_id): status
+        for session_id, status in RuntimeCommand.objects.filter(kind="start").values_list(
+            "session_id", "status"
+        )
+    }
+    assert starts[first["id"]] == "rejected"  # no runtime will run the source now
+    assert starts[successor["id"]] == "queued"  # control: the successor's start waits
+    assert AgentSession.objects.get(pk=first["id"]).awaiting_runtime_since is None
