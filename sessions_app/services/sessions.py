@@ -206,15 +206,20 @@ def start_request(
     return command
 
 
+def _first_input(text: str) -> str:
+    text = text.strip()
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise InvalidInput("input", f"must be at most {MAX_MESSAGE_CHARS} characters")
+    return text
+
+
 def session_new(
     *, agent: Agent, user: Any, kind: str, text: str = "", **settings: Any
 ) -> AgentSession:
     """A session a person starts (the page's New session, or the API with a personal token):
     owned by them, under the agent's policy and their concurrency cap; the first message or
     goal goes into the transcript, and the session waits for a runtime of the agent."""
-    text = text.strip()
-    if len(text) > MAX_MESSAGE_CHARS:
-        raise InvalidInput("input", f"must be at most {MAX_MESSAGE_CHARS} characters")
+    text = _first_input(text)
     with transaction.atomic():
         session = session_create(
             agent=agent, owner=user, kind=kind, actor=user.get_username(), **settings
@@ -271,9 +276,7 @@ def session_create_for_token(
         return session_new(
             agent=agent, user=owner, text=text, initiative=initiative, parent=parent, **settings
         )
-    text = text.strip()
-    if len(text) > MAX_MESSAGE_CHARS:
-        raise InvalidInput("input", f"must be at most {MAX_MESSAGE_CHARS} characters")
+    text = _first_input(text)
     with transaction.atomic():
         session = session_create(
             agent=agent,

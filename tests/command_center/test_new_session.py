@@ -121,3 +121,25 @@ def test_the_transfer_dialog_offers_other_agents_and_hands_over(client: Any, wor
     assert (successor.agent, successor.owner) == (reviewer, world.owner)
     s.refresh_from_db()
     assert (s.status, s.stop_reason) == ("ended", "transfer")
+
+
+def test_picking_another_agent_reshapes_the_form_and_keeps_what_was_typed(
+    client: Any, world: Any
+) -> None:
+    other = f.make_agent(
+        world.project,
+        world.owner,
+        name="drafter",
+        default_model="gpt-4o-mini",
+        allow_model_override=True,
+        allowed_models=["gpt-4o-mini", "o3"],
+    )
+    client.force_login(world.owner)
+    html = client.get(
+        reverse("session_new"), {"agent": other.pk, "title": "Half typed", "kind": "chat"}
+    ).content.decode()
+    assert 'value="Half typed"' in html
+    assert '<option value="chat" selected>' in html
+    assert '<select name="model">' in html  # the owner of `drafter` may override its model
+    assert '<option value="o3"' in html
+    assert "data-field" not in html  # re-shaping is not submitting: no errors yet
