@@ -23,9 +23,10 @@ from sessions_app.policies import MAX_SESSION_TIMEOUT_SECONDS
 _FIELD_OF = {"owner": "agent", "metadata": None, "origin": None, "text": "input"}
 
 
-def _form(request: HttpRequest, data: Any) -> NewSessionForm:
+def _form(request: HttpRequest, data: Any, initial: dict[str, Any] | None = None) -> NewSessionForm:
     return NewSessionForm(
         data,
+        initial=initial,
         agents=list(selectors.agents_usable_by(request.user)),
         initiatives=list(selectors.initiatives_of(request.user)),
     )
@@ -46,8 +47,9 @@ def _render(request: HttpRequest, form: NewSessionForm, *, status: int = 200) ->
 @require_http_methods(["GET", "POST"])
 def session_new(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
-        # Unvalidated: a GET only re-shapes the form (another agent was picked).
-        return _render(request, _form(request, request.GET or None))
+        # Unbound, what was typed so far as initial values: a GET only re-shapes the form
+        # (another agent was picked), so it shows no errors.
+        return _render(request, _form(request, None, initial=request.GET.dict()))
     form = _form(request, request.POST)
     if not form.is_valid():
         return _render(request, form, status=422)

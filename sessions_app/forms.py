@@ -83,9 +83,14 @@ class NewSessionForm(forms.Form):
     input = forms.CharField(required=False, max_length=20_000, widget=forms.Textarea)
 
     def __init__(
-        self, data: Any = None, *, agents: list[Agent], initiatives: list[Initiative]
+        self,
+        data: Any = None,
+        *,
+        agents: list[Agent],
+        initiatives: list[Initiative],
+        initial: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(data)
+        super().__init__(data, initial=initial)
         self.agents = {a.pk: a for a in agents}
         agent_field = cast("forms.TypedChoiceField", self.fields["agent"])
         agent_field.choices = [(a.pk, a.name) for a in agents]
@@ -94,7 +99,7 @@ class NewSessionForm(forms.Form):
 
     def chosen_agent(self) -> Agent | None:
         """The agent picked so far (also while the form is being filled in), else the first."""
-        raw = self.data.get("agent") if self.is_bound else None
+        raw = (self.data if self.is_bound else self.initial).get("agent")
         try:
             picked = self.agents.get(int(raw)) if raw else None
         except (TypeError, ValueError):
