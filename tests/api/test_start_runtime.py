@@ -100,6 +100,7 @@ def test_a_new_session_from_the_api_reaches_running(
         assert replies, "the first message got no answer"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_clone_starts_fresh_with_the_same_configuration(
     world: World, personal: Any, demo: tuple[Demo, Clock], kind: str
@@ -121,6 +122,7 @@ def test_a_clone_starts_fresh_with_the_same_configuration(
     assert source.live  # cloning leaves the source alone
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("to", ["person", "agent"])
 def test_a_transferred_session_continues_where_the_source_stopped(
