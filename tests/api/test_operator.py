@@ -230,3 +230,20 @@ def test_a_start_names_its_source_only_to_those_who_may_see_it(world: Any, perso
     assert start_payload(world.developer)["transfer"] is None
     assert start_payload(world.developer)["session"]["id"] == successor
     assert start_payload(world.admin)["transfer"]["from_session"] == str(chat.pk)  # control
+
+
+def test_a_transfer_to_an_agent_follows_its_model_policy(world: Any, personal: Any) -> None:
+    world.agent.allow_model_override = True
+    world.agent.save()
+    source = f.make_session(
+        world.agent, world.owner, "flow_run", model="o3", requested_by=world.admin
+    )
+    strict = f.make_agent(world.project, world.agent_owner, name="strict", default_model="gpt-4o")
+    lenient = f.make_agent(world.project, world.admin, name="lenient", allow_model_override=True)
+    moved = personal(world.admin).post(f"/sessions/{source.pk}/transfer", {"to_agent": strict.pk})
+    assert moved.json()["model"] == "gpt-4o"  # its policy allows no override: its default
+    again = f.make_session(
+        world.agent, world.owner, "flow_run", model="o3", requested_by=world.admin
+    )
+    kept = personal(world.admin).post(f"/sessions/{again.pk}/transfer", {"to_agent": lenient.pk})
+    assert kept.json()["model"] == "o3"  # control: allowed there, and the admin may override
