@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from django.urls import path
 
-from command_center import agent_views, token_views, views
+from command_center import agent_views, new_session_views, token_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("sessions/", views.sessions_page, name="sessions"),
+    path("sessions/new/", new_session_views.session_new, name="session_new"),
     path("agents/<int:agent_id>/settings/", agent_views.agent_settings, name="agent_settings"),
     path("sessions/<str:session_id>/", views.session_detail, name="session_detail"),
     path("sessions/<str:session_id>/events/", views.session_events, name="session_events"),

@@ -93,6 +93,7 @@ def session_detail(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
     session = _session_or_404(request, session_id)
     ctx = fragments.detail_context(request.user, session, **fragments.transcript_page(session))
     ctx["ws_query"] = f"view=detail&session={session.pk}"
+    ctx["transfer_agents"] = selectors.agents_usable_by(request.user).exclude(pk=session.agent_id)
     return render(request, "command_center/detail.html", ctx)
 
 
@@ -176,16 +177,19 @@ def session_clone(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
 @require_POST
 @login_required
 def session_transfer(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
-    """Hand the session to another member of the workspace; opens the successor."""
+    """Hand the session to another member of the workspace or to another agent; opens the
+    successor."""
     session = _session_or_404(request, session_id)
-    username = request.POST.get("to", "").strip()
-    to_user = selectors.member_by_username(tenant_id=session.tenant_id, username=username)
-    if to_user is None:
-        return _header_error(
-            request, session, f"No member of this workspace is called {username!r}.", 400
-        )
+    raw_agent = request.POST.get("to_agent", "").strip()
+    if raw_agent and not (raw_agent.isascii() and raw_agent.isdigit()):
+        return _header_error(request, session, "to_agent: must be an agent id", 422)
     try:
-        successor = services.session_transfer(session=session, user=request.user, to_user=to_user)
+        successor = services.session_hand_over(
+            session=session,
+            user=request.user,
+            to_user=request.POST.get("to", "").strip(),
+            to_agent=int(raw_agent) if raw_agent else None,
+        )
     except DomainError as exc:
         return _header_error(request, session, str(exc), exc.status)
     return _go(request, reverse("session_detail", args=[successor.pk]))

@@ -54,6 +54,9 @@ ACTION_LABELS = {
     "unpin": "unpinned the session",
     "transfer": "transferred the session",
     "flag_stalled": "flagged the session as stalled",
+    "clone": "cloned this session from another",
+    "transfer_received": "handed this session over from another",
+    "start_accepted": "accepted the session and started it",
 }
 
 

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from sessions_app.models import Agent, AgentSession, RuntimeCommand, SessionEvent
 from sessions_app.selectors import LINKS
-from sessions_app.services import METADATA_FIELDS
+from sessions_app.services import METADATA_FIELDS, WAITING_FOR_RUNTIME
 
 
 def session_out(s: AgentSession, *, visible: Collection[UUID]) -> dict[str, Any]:
@@ -54,6 +54,8 @@ def session_out(s: AgentSession, *, visible: Collection[UUID]) -> dict[str, Any]
         "stop_reason": s.stop_reason,
         "metadata": {f: getattr(s, f) for f in METADATA_FIELDS},
         "pinned": s.pinned,
+        "awaiting_runtime_since": s.awaiting_runtime_since,
+        "waiting_reason": WAITING_FOR_RUNTIME if s.awaiting_runtime_since else "",
         "last_seq": s.last_seq,
         "version": s.version,
         "created_at": s.created_at,

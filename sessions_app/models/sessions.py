@@ -136,6 +136,9 @@ class AgentSession(models.Model):
     archived_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     pinned = models.BooleanField(default=False)
+    # Set while a server-created session waits for a runtime to accept its `start` command
+    # ("waiting for a runtime"); the start-timeout sweep fails it when nobody accepts in time.
+    awaiting_runtime_since = models.DateTimeField(null=True, blank=True)
     # Credentials removed from this session's stored data, per rule (counts, never values).
     redaction_counts = models.JSONField(default=dict, blank=True)
     version = models.PositiveIntegerField(default=1)
@@ -209,6 +212,11 @@ class AgentSession(models.Model):
             ),
             models.Index(
                 fields=["expires_at"], name="session_retention_idx", condition=Q(pinned=False)
+            ),
+            models.Index(
+                fields=["awaiting_runtime_since"],
+                name="session_awaiting_runtime_idx",
+                condition=Q(awaiting_runtime_since__isnull=False),
             ),
         ]
 

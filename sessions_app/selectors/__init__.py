@@ -19,12 +19,18 @@ from sessions_app.selectors.access import (
     sessions_visible_to,
     visibility_q,
 )
-from sessions_app.selectors.agents import agent_for_policy_edit, policy_history
+from sessions_app.selectors.agents import (
+    agent_for_policy_edit,
+    agents_usable_by,
+    initiatives_of,
+    policy_history,
+)
 from sessions_app.selectors.lineage import (
     HIDDEN_TITLE,
     LINKS,
     Lineage,
     RelatedSession,
+    command_payloads_for,
     link_ids,
     related_for,
     visible_among,
@@ -101,11 +107,13 @@ __all__ = [
     "agent_for_policy_edit",
     "agent_in_tenant",
     "agents_for_token",
+    "agents_usable_by",
     "can_act",
     "can_edit_policy",
     "can_view",
     "command_center_counts",
     "command_center_panel",
+    "command_payloads_for",
     "commands_for_session",
     "decode_cursor",
     "encode_cursor",
@@ -115,6 +123,7 @@ __all__ = [
     "filter_q",
     "filtered_sessions",
     "initiative_in_tenant",
+    "initiatives_of",
     "is_tenant_admin",
     "link_ids",
     "may_act",

@@ -29,6 +29,12 @@ from sessions_app.services.commands import (
     command_queue,
     commands_claim,
 )
+from sessions_app.services.handover import (
+    session_clone,
+    session_hand_over,
+    session_transfer,
+    session_transfer_to_agent,
+)
 from sessions_app.services.idempotency import (
     Replay,
     idempotency_begin,
@@ -46,13 +52,20 @@ from sessions_app.services.runtimes import (
 from sessions_app.services.sessions import (
     METADATA_FIELDS,
     deleted_facts,
-    session_clone,
+    may_override_model,
     session_create,
     session_create_for_token,
     session_delete,
+    session_new,
     session_set_pinned,
-    session_transfer,
+    start_request,
     user_may_use_agent,
+)
+from sessions_app.services.starts import (
+    TRANSFER_TRANSCRIPT_BYTES,
+    TRANSFER_TRANSCRIPT_EVENTS,
+    WAITING_FOR_RUNTIME,
+    start_fail,
 )
 from sessions_app.services.tokens import (
     TOKEN_PREFIX,
@@ -69,6 +82,9 @@ __all__ = [
     "METADATA_FIELDS",
     "RUNTIME_LOST",
     "TOKEN_PREFIX",
+    "TRANSFER_TRANSCRIPT_BYTES",
+    "TRANSFER_TRANSCRIPT_EVENTS",
+    "WAITING_FOR_RUNTIME",
     "EventIn",
     "EventsRecorded",
     "Replay",
@@ -91,6 +107,7 @@ __all__ = [
     "idempotency_purge",
     "idempotency_release",
     "may_manage_token",
+    "may_override_model",
     "membership_remove",
     "message_send",
     "project_member_remove",
@@ -103,11 +120,16 @@ __all__ = [
     "session_create_for_token",
     "session_delete",
     "session_end",
+    "session_hand_over",
+    "session_new",
     "session_pause",
     "session_resume",
     "session_set_pinned",
     "session_stop",
     "session_transfer",
+    "session_transfer_to_agent",
+    "start_fail",
+    "start_request",
     "tenant_member_set",
     "token_agents_set",
     "token_create",

@@ -35,7 +35,12 @@
     var t = e.target.closest("[data-cc-toggle]");
     if (t) { togglePanel(); return; }
     var d = e.target.closest("[data-dialog]");
-    if (d) { var dlg = document.getElementById(d.getAttribute("data-dialog")); if (dlg) dlg.showModal(); return; }
+    if (d) {
+      var dlg = document.getElementById(d.getAttribute("data-dialog"));
+      // A dialog whose content is fetched on open listens for scc:open (hx-trigger).
+      if (dlg) { dlg.showModal(); htmx.trigger(dlg, "scc:open"); }
+      return;
+    }
     var mode = e.target.closest("[data-logmode]");
     if (mode) { setLogMode(mode.getAttribute("data-logmode")); return; }
     if (e.target.closest("[data-show-new]")) {
@@ -139,10 +144,11 @@
   document.addEventListener("htmx:beforeSwap", function (e) { remember(e.detail.target); });
   document.addEventListener("htmx:afterSwap", restore);
 
-  // A dialog's action went through: close the dialog (its result shows in the header).
+  // A dialog's action went through: close the dialog (its result shows in the header). A dialog
+  // with data-keep-open shows its own errors and leaves by a redirect, so it stays.
   document.addEventListener("htmx:afterRequest", function (e) {
     var dlg = e.detail.elt && e.detail.elt.closest && e.detail.elt.closest("dialog");
-    if (dlg && e.detail.successful && dlg.open) dlg.close();
+    if (dlg && e.detail.successful && dlg.open && !dlg.hasAttribute("data-keep-open")) dlg.close();
   });
   // Picking an item of a menu closes the menu.
   document.addEventListener("click", function (e) {

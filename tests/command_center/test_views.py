@@ -283,12 +283,12 @@ def test_transfer_hands_the_session_to_a_named_member(owner_client, world) -> No
     assert (s.status, s.stop_reason) == ("stopped", "transfer")
 
 
-def test_transfer_to_a_stranger_is_a_400_naming_them(owner_client, world) -> None:
+def test_transfer_to_a_stranger_is_a_422_naming_them(owner_client, world) -> None:
     s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
     resp = owner_client.post(
         reverse("session_transfer", args=[s.pk]), {"to": "other_admin"}, HTTP_HX_REQUEST="true"
     )
-    assert resp.status_code == 400
+    assert resp.status_code == 422
     assert "other_admin" in resp.content.decode()
     assert not AgentSession.objects.filter(transferred_from=s).exists()
 
