@@ -29,6 +29,7 @@ from sessions_app.services.commands import (
     command_queue,
     commands_claim,
 )
+from sessions_app.services.exports import session_export_audit
 from sessions_app.services.idempotency import (
     Replay,
     idempotency_begin,
@@ -102,6 +103,7 @@ __all__ = [
     "session_create_for_token",
     "session_delete",
     "session_end",
+    "session_export_audit",
     "session_pause",
     "session_resume",
     "session_set_pinned",
