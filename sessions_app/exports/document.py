@@ -113,6 +113,16 @@ def session_header(s: AgentSession, lineage: Lineage) -> dict[str, Any]:
     }
 
 
+def _sorted(value: Any) -> Any:
+    # PostgreSQL's jsonb reorders keys and SQLite keeps them as sent: sorted, an export reads
+    # the same from either database.
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
 def event_dict(e: SessionEvent) -> dict[str, Any]:
     """One event as exported; its canonical JSON is what the bundle's manifest hashes."""
     return {
@@ -120,8 +130,8 @@ def event_dict(e: SessionEvent) -> dict[str, Any]:
         "event_id": e.event_id,
         "type": e.type,
         "actor": e.actor,
-        "payload": e.payload,
-        "redactions": e.redactions or {},
+        "payload": _sorted(e.payload),
+        "redactions": _sorted(e.redactions or {}),
         "created_at": _iso(e.created_at),
     }
 
