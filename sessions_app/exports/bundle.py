@@ -15,6 +15,7 @@ from django.utils.crypto import salted_hmac
 
 from sessions_app.exports.document import (
     CHAIN_START,
+    Event,
     Snapshot,
     canonical,
     chain_next,
@@ -25,7 +26,7 @@ from sessions_app.exports.jsonfile import dumps, json_lines
 from sessions_app.exports.markdown import markdown_lines
 from sessions_app.exports.printed import pdf_bytes
 from sessions_app.exports.stream import chunked
-from sessions_app.models import EventType, SessionEvent
+from sessions_app.models import EventType
 
 BUNDLE_FORMAT = "scc-export-bundle"
 BUNDLE_VERSION = 1
@@ -88,7 +89,7 @@ def redaction_report_lines(snapshot: Snapshot) -> Iterator[str]:
     yield "\n ]\n}\n"
 
 
-def _what(e: SessionEvent) -> str:
+def _what(e: Event) -> str:
     p = e.payload if isinstance(e.payload, dict) else {}
     if e.type == EventType.STATUS_CHANGE:
         return f"status {p.get('from') or '?'} -> {p.get('to', '')}"

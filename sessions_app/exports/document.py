@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sessions_app import selectors, states
-from sessions_app.models import AgentSession, SessionEvent
+from sessions_app.models import AgentSession, EventType
 from sessions_app.selectors.lineage import Lineage
 
 FORMAT_NAME = "scc-session-export"
@@ -21,6 +21,25 @@ FORMAT_VERSION = 1
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One stored event, read as plain values for exporting (the fields of `SessionEvent`)."""
+
+    seq: int
+    event_id: str
+    type: str
+    actor: str
+    payload: Any
+    redactions: Any
+    created_at: datetime
+
+    def get_type_display(self) -> str:
+        return str(EventType(self.type).label) if self.type in EventType.values else self.type
+
+
+EVENT_FIELDS = ("seq", "event_id", "type", "actor", "payload", "redactions", "created_at")
 
 
 @dataclass(frozen=True)
@@ -35,8 +54,11 @@ class Snapshot:
     up_to_seq: int
     event_count: int
 
-    def events(self, **filters: Any) -> Iterator[SessionEvent]:
-        return selectors.events_for_export(self.session, up_to_seq=self.up_to_seq, **filters)
+    def events(self, **filters: Any) -> Iterator[Event]:
+        rows = selectors.events_for_export(
+            self.session, up_to_seq=self.up_to_seq, fields=EVENT_FIELDS, **filters
+        )
+        return (Event(*row) for row in rows)
 
     def header(self) -> dict[str, Any]:
         return {
@@ -123,7 +145,7 @@ def _sorted(value: Any) -> Any:
     return value
 
 
-def event_dict(e: SessionEvent) -> dict[str, Any]:
+def event_dict(e: Event) -> dict[str, Any]:
     """One event as exported; its canonical JSON is what the bundle's manifest hashes."""
     return {
         "seq": e.seq,

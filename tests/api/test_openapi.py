@@ -41,6 +41,7 @@ def test_the_openapi_document_lists_every_endpoint(world: Any) -> None:
         "/api/v1/sessions/{session_id}/checkpoint/approve",
         "/api/v1/sessions/{session_id}/checkpoint/reject",
         "/api/v1/sessions/{session_id}/messages",
+        "/api/v1/sessions/{session_id}/export",
         "/api/v1/runtime/commands",
         "/api/v1/runtime/commands/{command_id}/ack",
     }
