@@ -8,7 +8,8 @@ its server-side cursor)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
@@ -21,25 +22,32 @@ def _next(chunks: Iterator[bytes]) -> bytes | None:
     return next(chunks, None)
 
 
-def _close(chunks: Iterator[bytes]) -> None:
-    close = getattr(chunks, "close", None)
-    if close is not None:
-        close()
+class _Pull:
+    """The chunks as an async iterator. `close()` is what Django calls when the response ends
+    (finished or the client went away), in the request's thread under ASGI: it closes the
+    export's generator there, and with it the database cursor it holds."""
 
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pull = sync_to_async(_next, thread_sensitive=True)
 
-async def _pull(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    pull = sync_to_async(_next, thread_sensitive=True)
-    try:
-        while (chunk := await pull(chunks)) is not None:
-            yield chunk
-    finally:
-        # A client that went away leaves the generator (and its cursor) open: close it in the
-        # thread that opened it.
-        await sync_to_async(_close, thread_sensitive=True)(chunks)
+    def __aiter__(self) -> _Pull:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._pull(self._chunks)
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def download(request: HttpRequest, export: Export) -> StreamingHttpResponse:
-    content = _pull(export.chunks) if isinstance(request, ASGIRequest) else export.chunks
+    content: Any = _Pull(export.chunks) if isinstance(request, ASGIRequest) else export.chunks
     response = StreamingHttpResponse(content, content_type=export.content_type)
     response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
     # The file is a snapshot of a transcript that keeps changing: never serve it from a cache.
