@@ -12,6 +12,10 @@ urlpatterns = [
     path("sessions/<str:session_id>/", views.session_detail, name="session_detail"),
     path("sessions/<str:session_id>/events/", views.session_events, name="session_events"),
     path("sessions/<str:session_id>/export.json", views.session_export, name="session_export"),
+    path(
+        "sessions/<str:session_id>/export.<str:ext>", views.session_export, name="session_export_as"
+    ),
+    path("sessions/<str:session_id>/print/", views.session_print, name="session_print"),
     path("sessions/<str:session_id>/message/", views.session_message, name="session_message"),
     path(
         "sessions/<str:session_id>/actions/<str:verb>/", views.session_action, name="session_action"

@@ -209,6 +209,8 @@ SCC_START_TIMEOUT_SECONDS = envint("SCC_START_TIMEOUT_SECONDS", 120, minimum=1)
 SCC_ACTIVE_CHAT_WINDOW_MINUTES = 30
 # Sessions show "expires in N days" once retention is this close (at most the longest retention).
 SCC_EXPIRY_WARNING_DAYS = envint("SCC_EXPIRY_WARNING_DAYS", 7, minimum=0)
+# The print view and the PDF show at most this many events (the other exports hold them all).
+SCC_EXPORT_PDF_MAX_EVENTS = envint("SCC_EXPORT_PDF_MAX_EVENTS", 1000, minimum=1)
 
 LOGGING = {
     "version": 1,
@@ -216,7 +218,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # The PDF renderer and its font subsetter narrate every step at INFO.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
+    },
 }
 
 # --- operations -----------------------------------------------------------------------------

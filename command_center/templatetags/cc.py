@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-import difflib
-import json
 from typing import Any
 
 from django import template
 
+from sessions_app.exports import text
+from sessions_app.exports.document import redaction_text
 from sessions_app.selectors.keyset import COUNT_CAP
 
 register = template.Library()
@@ -13,28 +13,13 @@ register = template.Library()
 
 @register.filter
 def pretty_json(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
-    except (TypeError, ValueError):
-        return str(value)
+    return text.pretty(value)
 
 
 @register.filter
 def diff_lines(payload: Any) -> list[tuple[str, str]]:
     """A file edit's before/after as unified-diff lines tagged add / del / hunk / ctx."""
-    if not isinstance(payload, dict):
-        return []
-    before = str(payload.get("before") or "").splitlines()
-    after = str(payload.get("after") or "").splitlines()
-    lines: list[tuple[str, str]] = []
-    for line in difflib.unified_diff(before, after, lineterm="", n=3):
-        if line.startswith(("---", "+++")):
-            continue
-        kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "ctx")
-        lines.append((kind, line))
-    return lines
+    return text.diff_lines(payload)
 
 
 @register.filter
@@ -57,6 +42,7 @@ ACTION_LABELS = {
     "clone": "cloned this session from another",
     "transfer_received": "handed this session over from another",
     "start_accepted": "accepted the session and started it",
+    "export": "exported the session",
 }
 
 
@@ -69,11 +55,7 @@ def action_label(action: Any) -> str:
 def redaction_summary(counts: Any) -> str:
     """{"github_token": 1, "aws_secret_access_key": 1} -> "2 credentials redacted:
     aws_secret_access_key, github_token" (rule names and counts only, never values)."""
-    if not isinstance(counts, dict) or not counts:
-        return ""
-    total = sum(n for n in counts.values() if isinstance(n, int))
-    rules = ", ".join(sorted(str(rule) for rule in counts))
-    return f"{total} credential{'s' if total != 1 else ''} redacted: {rules}"
+    return redaction_text(counts) if isinstance(counts, dict) else ""
 
 
 AGENT_STATUS_LABELS = {"working": "working", "idle": "idle", "waiting_input": "waiting for input"}

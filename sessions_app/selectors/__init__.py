@@ -57,8 +57,10 @@ from sessions_app.selectors.lists import (
     viewer_audience,
 )
 from sessions_app.selectors.sessions import (
+    event_count,
     events_after,
     events_for_export,
+    last_seq_now,
     oldest_undelivered_command_age,
     session_counts_by_kind_and_group,
     session_events,
@@ -117,6 +119,7 @@ __all__ = [
     "commands_for_session",
     "decode_cursor",
     "encode_cursor",
+    "event_count",
     "events_after",
     "events_for_export",
     "filter_facets",
@@ -125,6 +128,7 @@ __all__ = [
     "initiative_in_tenant",
     "initiatives_of",
     "is_tenant_admin",
+    "last_seq_now",
     "link_ids",
     "may_act",
     "may_view",

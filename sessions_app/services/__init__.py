@@ -29,6 +29,7 @@ from sessions_app.services.commands import (
     command_queue,
     commands_claim,
 )
+from sessions_app.services.exports import session_export_audit
 from sessions_app.services.handover import (
     session_clone,
     session_hand_over,
@@ -120,6 +121,7 @@ __all__ = [
     "session_create_for_token",
     "session_delete",
     "session_end",
+    "session_export_audit",
     "session_hand_over",
     "session_new",
     "session_pause",

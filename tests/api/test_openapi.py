@@ -45,6 +45,7 @@ def test_the_openapi_document_lists_every_endpoint(world: Any) -> None:
         "/api/v1/sessions/{session_id}/unpin",
         "/api/v1/sessions/{session_id}/clone",
         "/api/v1/sessions/{session_id}/transfer",
+        "/api/v1/sessions/{session_id}/export",
         "/api/v1/runtime/commands",
         "/api/v1/runtime/commands/{command_id}/ack",
     }
