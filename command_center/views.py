@@ -235,6 +235,11 @@ def session_export(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
             "owner": session.owner.get_username(),
             "model": session.model,
             "created_at": session.created_at.isoformat(),
+            "usage": {
+                "tokens_in": session.tokens_in,
+                "tokens_out": session.tokens_out,
+                "cost": str(session.cost),
+            },
             "redactions": session.redaction_counts or {},
             # Related sessions the viewer may not see appear without title or id.
             "lineage": selectors.related_for(request.user, session).as_json(),

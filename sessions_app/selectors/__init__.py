@@ -31,6 +31,7 @@ from sessions_app.selectors.lineage import (
 )
 from sessions_app.selectors.lists import (
     LIST_ORDER,
+    USAGE_SORTS,
     Page,
     PanelSection,
     SessionFilter,
@@ -43,6 +44,7 @@ from sessions_app.selectors.lists import (
     encode_cursor,
     filter_facets,
     filtered_sessions,
+    list_order,
     needs_you,
     panel_next_move,
     recent,
@@ -83,6 +85,7 @@ __all__ = [
     "PENDING_COMMAND_STATUSES",
     "SESSION_FACTS",
     "SESSION_RELATED",
+    "USAGE_SORTS",
     "Access",
     "AnyUser",
     "Lineage",
@@ -113,6 +116,7 @@ __all__ = [
     "initiative_in_tenant",
     "is_tenant_admin",
     "link_ids",
+    "list_order",
     "may_act",
     "may_view",
     "member_by_username",

@@ -8,6 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -37,6 +38,8 @@ class SessionFilter:
     q: str = ""
     active_only: bool = False
     archived: bool = False
+    stalled: bool = False
+    sort: str = ""  # "" (live first, then recency), or a key of USAGE_SORTS
 
 
 def active_now_q(now: datetime) -> Q:
@@ -81,10 +84,18 @@ def filtered_sessions(
         qs = qs.filter(title_folded__contains=states.fold(text))
     if flt.active_only:
         qs = qs.filter(active_now_q(now))
+    if flt.stalled:
+        qs = qs.filter(stalled=True)
     return qs
 
 
 LIST_ORDER = ("-live", "-last_activity_at", "-id")
+# The list sorted by usage, most first; each has its index (session_cost_idx, ...).
+USAGE_SORTS = {"cost": "cost", "tokens": "tokens_total"}
+
+
+def list_order(sort: str) -> tuple[str, ...]:
+    return ("-" + USAGE_SORTS[sort], "-id") if sort else LIST_ORDER
 
 
 def encode_cursor(session: AgentSession) -> str:
@@ -104,8 +115,34 @@ def decode_cursor(cursor: str) -> tuple[bool, datetime, uuid.UUID]:
         raise InvalidCursor from None
 
 
-def after_cursor_q(cursor: str) -> Q:
-    """Keyset condition for rows strictly after the cursor in LIST_ORDER (no OFFSET)."""
+def encode_usage_cursor(session: AgentSession, sort: str) -> str:
+    value = getattr(session, USAGE_SORTS[sort])
+    raw = json.dumps([sort, str(value), str(session.pk)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _usage_after_q(cursor: str, sort: str) -> Q:
+    """Rows strictly after the cursor in `list_order(sort)`: a smaller value, or the same
+    value and a smaller id."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        name, raw_value, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if name != sort or not isinstance(raw_value, str) or not isinstance(pk, str):
+            raise ValueError("bad cursor fields")
+        value: Decimal | int = Decimal(raw_value) if sort == "cost" else int(raw_value)
+        if isinstance(value, Decimal) and not value.is_finite():
+            raise ValueError("bad cursor value")
+        after = uuid.UUID(pk)
+    except (ValueError, TypeError, ArithmeticError, binascii.Error, json.JSONDecodeError):
+        raise InvalidCursor from None
+    field = USAGE_SORTS[sort]
+    return Q(**{f"{field}__lt": value}) | Q(**{field: value, "id__lt": after})
+
+
+def after_cursor_q(cursor: str, sort: str = "") -> Q:
+    """Keyset condition for rows strictly after the cursor in the list order (no OFFSET)."""
+    if sort:
+        return _usage_after_q(cursor, sort)
     live, ts, pk = decode_cursor(cursor)
     later = Q(live=live, last_activity_at__lt=ts) | Q(live=live, last_activity_at=ts, id__lt=pk)
     if live:
@@ -129,15 +166,18 @@ def session_page(
 ) -> Page:
     qs = filtered_sessions(user, flt, base=base)
     if cursor:
-        qs = qs.filter(after_cursor_q(cursor))
+        qs = qs.filter(after_cursor_q(cursor, flt.sort))
     rows = list(
-        qs.select_related("agent", "owner", "project", "initiative").order_by(*LIST_ORDER)[
-            : limit + 1
-        ]
+        qs.select_related("agent", "owner", "project", "initiative").order_by(
+            *list_order(flt.sort)
+        )[: limit + 1]
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1]) if more and rows else None)
+    if not (more and rows):
+        return Page(rows, None)
+    last = rows[-1]
+    return Page(rows, encode_usage_cursor(last, flt.sort) if flt.sort else encode_cursor(last))
 
 
 def active_now(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:
