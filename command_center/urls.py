@@ -2,11 +2,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from command_center import agent_views, token_views, views
+from command_center import agent_views, bulk_views, token_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("sessions/", views.sessions_page, name="sessions"),
+    path("sessions/bulk/preview/", bulk_views.bulk_preview, name="bulk_preview"),
+    path("sessions/bulk/", bulk_views.bulk_start, name="bulk_start"),
+    path("bulk/<str:run_id>/", bulk_views.bulk_progress, name="bulk_progress"),
+    path("bulk/<str:run_id>/abort/", bulk_views.bulk_abort, name="bulk_abort"),
     path("agents/<int:agent_id>/settings/", agent_views.agent_settings, name="agent_settings"),
     path("sessions/<str:session_id>/", views.session_detail, name="session_detail"),
     path("sessions/<str:session_id>/events/", views.session_events, name="session_events"),

@@ -63,3 +63,22 @@ def retention_purge(batch_size: int = 200) -> dict[str, Any]:
 )
 def idempotency_purge() -> int:
     return services.idempotency_purge()
+
+
+# Bulk runs: a pass stops starting sessions after its budget and queues the next pass, so a
+# long run never meets the time limit and a worker shutdown loses at most one session's work
+# (which its transaction rolls back, and the next pass redoes).
+BULK_PASS_BUDGET = 20.0
+BULK_SOFT_LIMIT = 50
+BULK_HARD_LIMIT = 60
+
+
+@shared_task(
+    name="sessions_app.tasks.bulk_run",
+    ignore_result=True,
+    soft_time_limit=BULK_SOFT_LIMIT,
+    time_limit=BULK_HARD_LIMIT,
+)
+def bulk_run(run_id: str) -> None:
+    if services.bulk_execute(run_id=run_id, time_budget=BULK_PASS_BUDGET).more:
+        bulk_run.delay(run_id)

@@ -51,6 +51,7 @@ ACTION_LABELS = {
     "reject": "rejected the checkpoint",
     "pin": "pinned the session",
     "unpin": "unpinned the session",
+    "archive": "archived the session",
     "transfer": "transferred the session",
     "flag_stalled": "flagged the session as stalled",
 }

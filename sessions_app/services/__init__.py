@@ -22,6 +22,7 @@ from sessions_app.services.actions import (
     session_stop,
 )
 from sessions_app.services.agents import agent_policy_update
+from sessions_app.services.bulk import BulkPass, bulk_abort, bulk_execute, bulk_start
 from sessions_app.services.commands import (
     command_ack,
     command_claim,
@@ -46,6 +47,7 @@ from sessions_app.services.runtimes import (
 from sessions_app.services.sessions import (
     METADATA_FIELDS,
     deleted_facts,
+    session_archive,
     session_clone,
     session_create,
     session_create_for_token,
@@ -69,12 +71,16 @@ __all__ = [
     "METADATA_FIELDS",
     "RUNTIME_LOST",
     "TOKEN_PREFIX",
+    "BulkPass",
     "EventIn",
     "EventsRecorded",
     "Replay",
     "access_audit",
     "agent_owner_changed",
     "agent_policy_update",
+    "bulk_abort",
+    "bulk_execute",
+    "bulk_start",
     "checkpoint_decide",
     "command_ack",
     "command_claim",
@@ -96,6 +102,7 @@ __all__ = [
     "project_member_set",
     "runtime_heard",
     "runtime_lost_agents",
+    "session_archive",
     "session_cancel",
     "session_clone",
     "session_create",
