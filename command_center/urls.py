@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from command_center import agent_views, bulk_views, token_views, views
+from command_center import agent_views, bulk_views, insights_views, token_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -22,6 +22,8 @@ urlpatterns = [
     path("sessions/<str:session_id>/clone/", views.session_clone, name="session_clone"),
     path("sessions/<str:session_id>/transfer/", views.session_transfer, name="session_transfer"),
     path("sessions/<str:session_id>/delete/", views.session_delete, name="session_delete"),
+    path("insights/", insights_views.insights_page, name="insights"),
+    path("insights/strip/", insights_views.insights_strip, name="insights_strip"),
     path("command-center/panel/", views.panel, name="panel"),
     path("tokens/", token_views.tokens_page, name="tokens"),
     path("tokens/<int:token_id>/revoke/", token_views.token_revoke, name="token_revoke"),

@@ -33,6 +33,7 @@ from sessions_app.selectors.bulk import (
     bulk_targets,
     rule_rows,
 )
+from sessions_app.selectors.insights import WINDOW_DAYS, Insights, insights_for
 from sessions_app.selectors.lineage import (
     HIDDEN_TITLE,
     LINKS,
@@ -100,11 +101,13 @@ __all__ = [
     "SESSION_RELATED",
     "SKIP_REASONS",
     "USAGE_SORTS",
+    "WINDOW_DAYS",
     "Access",
     "ActionPlan",
     "AnyUser",
     "BulkPreview",
     "BulkProgress",
+    "Insights",
     "Lineage",
     "Page",
     "PanelSection",
@@ -137,6 +140,7 @@ __all__ = [
     "filter_facets",
     "filtered_sessions",
     "initiative_in_tenant",
+    "insights_for",
     "is_tenant_admin",
     "link_ids",
     "list_order",
