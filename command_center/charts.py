@@ -162,10 +162,3 @@ def fmt_duration(value: float) -> str:
     if value < 7200:
         return f"{value / 60:.0f} min"
     return f"{value / 3600:.1f} h"
-
-
-def fmt_hours(value: float) -> str:
-    """Seconds as hours (or minutes under an hour)."""
-    if value < 3600:
-        return f"{value / 60:.0f} min"
-    return f"{value / 3600:.1f} h"

@@ -106,11 +106,11 @@ def plots(ins: Insights) -> list[Plot]:
             charts.column_chart(
                 days,
                 [("waiting", "g-attention", [d.waiting_seconds for d in ins.per_day])],
-                fmt=charts.fmt_hours,
+                fmt=charts.fmt_duration,
             ),
             ["Day", "Waiting"],
             [
-                [Cell(label), _c(d.waiting_seconds, charts.fmt_hours)]
+                [Cell(label), _c(d.waiting_seconds, charts.fmt_duration)]
                 for label, d in zip(days, ins.per_day, strict=True)
             ],
         ),
@@ -206,7 +206,7 @@ def strip(ins: Insights) -> dict[str, Any]:
         "failure_rate": _c(today.failure_rate, charts.fmt_percent),
         "cost": _c(today.cost, charts.fmt_cost),
         "tokens": _c(today.tokens, charts.fmt_tokens),
-        "waiting": _c(today.waiting_seconds, charts.fmt_hours),
+        "waiting": _c(today.waiting_seconds, charts.fmt_duration),
         "p95": _c(_seconds(ins.durations["all"].p95), charts.fmt_duration),
         "started": _c(sum(h.total for h in ins.hours)),
         "spark": charts.column_chart(
