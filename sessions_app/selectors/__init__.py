@@ -30,6 +30,7 @@ from sessions_app.selectors.bulk import (
     bulk_refusal,
     bulk_run_for,
     bulk_runs_in_progress,
+    bulk_runs_stalled,
     bulk_targets,
     rule_rows,
 )
@@ -126,6 +127,7 @@ __all__ = [
     "bulk_refusal",
     "bulk_run_for",
     "bulk_runs_in_progress",
+    "bulk_runs_stalled",
     "bulk_targets",
     "can_act",
     "can_edit_policy",

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 
 from sessions_app import states
 from sessions_app.models import AgentSession, BulkAction, BulkItem, BulkRun, BulkStatus
@@ -170,3 +171,26 @@ def bulk_runs_in_progress(user: Any) -> list[BulkProgress]:
         actor_id=user.pk, status__in=[BulkStatus.QUEUED, BulkStatus.RUNNING]
     ).order_by("created_at")[:5]
     return [bulk_progress(run) for run in runs]
+
+
+BULK_QUIET = timedelta(seconds=60)
+
+
+def bulk_runs_stalled(*, now: datetime, quiet: timedelta = BULK_QUIET) -> list[str]:
+    """Unfinished runs that have done nothing for `quiet`: their task was lost (a broker
+    restart without persistence) or is gone for another reason. Re-queueing one is safe: a
+    run does each session once whoever runs it."""
+    last_done = (
+        BulkItem.objects.filter(run=OuterRef("pk"))
+        .exclude(outcome="")
+        .order_by("-done_at")
+        .values("done_at")[:1]
+    )
+    runs = (
+        BulkRun.objects.filter(
+            status__in=[BulkStatus.QUEUED, BulkStatus.RUNNING], created_at__lt=now - quiet
+        )
+        .annotate(last_done=Subquery(last_done))
+        .filter(Q(last_done__isnull=True) | Q(last_done__lt=now - quiet))
+    )
+    return [str(pk) for pk in runs.values_list("pk", flat=True)[:100]]

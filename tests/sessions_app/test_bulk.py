@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -220,3 +221,22 @@ def test_a_run_killed_midway_and_run_again_loses_and_repeats_nothing(
     for item in changed:
         assert _state(item.session_id)[0] == "cancelled"
         assert _audits(item.session_id, "cancel") == 1  # exactly once, killed one included
+
+
+def test_a_run_whose_task_was_lost_is_queued_again(
+    world: Any, mixed: list[AgentSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, _ = _run_for(world)
+    later = timezone.now() + timedelta(minutes=2)
+    assert selectors.bulk_runs_stalled(now=timezone.now()) == []  # too young to call lost
+    assert selectors.bulk_runs_stalled(now=later) == [str(run.pk)]
+    queued: list[str] = []
+    monkeypatch.setattr(tasks.bulk_run, "delay", queued.append)
+    with monkeypatch.context() as clock:
+        clock.setattr("sessions_app.tasks.timezone.now", lambda: later)
+        assert tasks.bulk_resume_stalled() == 1
+    assert queued == [str(run.pk)]
+    services.bulk_execute(run_id=run.pk, max_items=5)  # progress just now: not lost
+    assert selectors.bulk_runs_stalled(now=timezone.now() + timedelta(seconds=30)) == []
+    services.bulk_execute(run_id=run.pk)
+    assert selectors.bulk_runs_stalled(now=later + timedelta(hours=1)) == []  # finished
