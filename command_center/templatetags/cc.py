@@ -7,6 +7,8 @@ from typing import Any
 
 from django import template
 
+from sessions_app.selectors.keyset import COUNT_CAP
+
 register = template.Library()
 
 
@@ -106,3 +108,12 @@ def tokens(value: Any) -> str:
         if n >= size:
             return f"{n / size:.1f}".rstrip("0").rstrip(".") + suffix
     return str(n)
+
+
+@register.filter
+def capped(count: Any) -> str:
+    """A panel count as shown: counts stop at selectors.COUNT_CAP ("999+"), so reading them
+    costs the same at any table size."""
+    if isinstance(count, int) and count >= COUNT_CAP:
+        return f"{COUNT_CAP - 1}+"
+    return str(count)
