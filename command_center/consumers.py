@@ -287,9 +287,10 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
             summary, self.flt, viewer_id=self.access.user_id
         ):
             return [html["row_remove"]]
-        if self.paged:
-            # The viewer is reading further down: update a row in place if it is shown, and
-            # count the rest instead of moving the list under their eyes.
+        if self.paged or self.flt.sort:
+            # The viewer is reading further down (or a list sorted by usage, whose order the
+            # page cannot keep by itself): update a row in place if it is shown, and count the
+            # rest instead of moving the list under their eyes.
             self.new_count += 1
             return [html["row_update"], fragments.new_banner_html(self.new_count)]
         return [html["row_move"]]

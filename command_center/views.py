@@ -68,6 +68,8 @@ def sessions_page(request: HtmxHttpRequest) -> HttpResponse:
         return render(request, "command_center/sessions.html#list", ctx)
     ctx.update(
         _facet_context(request),
+        match_count=selectors.filtered_sessions(request.user, flt).count(),
+        bulk_runs=selectors.bulk_runs_in_progress(request.user),
         nav="sessions",
         filter_active=bool(filter_qs),
         ws_query=filters.filter_query(flt, view="list"),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import template
@@ -37,6 +38,7 @@ ACTION_LABELS = {
     "reject": "rejected the checkpoint",
     "pin": "pinned the session",
     "unpin": "unpinned the session",
+    "archive": "archived the session",
     "transfer": "transferred the session",
     "flag_stalled": "flagged the session as stalled",
     "clone": "cloned this session from another",
@@ -72,6 +74,25 @@ def sort_key(session: Any) -> str:
     `selectors.LIST_ORDER`), as a string that sorts the same way: live pushes insert by it."""
     micros = int(session.last_activity_at.timestamp() * 1_000_000)
     return f"{micros:020d}-{session.pk}"
+
+
+@register.filter
+def cost(value: Any) -> str:
+    """A session's cost: cents for amounts a person compares, more places below a cent."""
+    amount = Decimal(str(value or 0))
+    if amount == 0:
+        return "$0"
+    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}".rstrip("0")
+
+
+@register.filter
+def tokens(value: Any) -> str:
+    """12345 -> "12.3k"; 4_500_000 -> "4.5M"."""
+    n = int(value or 0)
+    for size, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if n >= size:
+            return f"{n / size:.1f}".rstrip("0").rstrip(".") + suffix
+    return str(n)
 
 
 @register.filter

@@ -45,6 +45,7 @@ def session_out(s: AgentSession, *, visible: Collection[UUID]) -> dict[str, Any]
             "turns": s.turns,
             "message_count": s.message_count,
         },
+        "usage": usage_out(s),
         "checkpoint": {"state": s.checkpoint_state, "name": s.checkpoint_name},
         "error": (
             {"code": s.error_code, "message": s.error_message}
@@ -64,6 +65,10 @@ def session_out(s: AgentSession, *, visible: Collection[UUID]) -> dict[str, Any]
         "last_activity_at": s.last_activity_at,
         "archived_at": s.archived_at,
     }
+
+
+def usage_out(s: AgentSession) -> dict[str, Any]:
+    return {"tokens_in": s.tokens_in, "tokens_out": s.tokens_out, "cost": s.cost}
 
 
 def session_state_out(s: AgentSession) -> dict[str, Any]:

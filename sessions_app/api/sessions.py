@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from django.core.exceptions import RequestDataTooBig
@@ -92,7 +92,8 @@ def session_create(request: HttpRequest, data: SessionCreateIn) -> Status[dict[s
     "/sessions",
     response={200: SessionListOut, **ERRORS},
     summary="List sessions",
-    description="Live sessions first, then the most recently active; keyset pagination with "
+    description="Live sessions first, then the most recently active (or by `sort`: cost or "
+    "tokens, most first); keyset pagination with "
     "`cursor`. Runtime tokens see their agents' sessions, personal tokens what their user may "
     "see.",
 )
@@ -106,6 +107,10 @@ def session_list(
     project: int | None = Query(None, ge=1, le=MAX_ID),
     q: str = Query("", max_length=200, pattern=_NO_NUL, description="Title text or #short_id"),
     active: bool = Query(False, description="Only sessions in Active Now"),
+    stalled: bool = Query(False, description="Only stalled sessions"),
+    sort: Literal["", "cost", "tokens"] = Query(
+        "", description="'' live first then most recent; 'cost' or 'tokens': most first"
+    ),
     cursor: str = Query("", max_length=500, pattern=_NO_NUL),
     limit: int = Query(50, ge=1, le=200),
 ) -> dict[str, Any]:
@@ -119,6 +124,8 @@ def session_list(
         project=project,
         q=q,
         active_only=active,
+        stalled=stalled,
+        sort=sort,
     )
     page = selectors.session_page(
         access.user,

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sessions_app import selectors, states
@@ -130,6 +131,7 @@ def session_header(s: AgentSession, lineage: Lineage) -> dict[str, Any]:
         "archived_at": _iso(s.archived_at),
         "expires_at": _iso(s.expires_at),
         "pinned": s.pinned,
+        "usage": {"tokens_in": s.tokens_in, "tokens_out": s.tokens_out, "cost": str(s.cost)},
         "redactions": dict(sorted((s.redaction_counts or {}).items())),
         "lineage": lineage.as_json(),
     }
@@ -176,6 +178,13 @@ def chain_next(previous: str, event_canonical: bytes) -> str:
 
 
 # --- the header as rows a person reads (Markdown table, print view) ---------------------------
+
+
+def usage_text(usage: dict[str, Any]) -> str:
+    """Tokens and cost as reported by the runtime; empty when it reported none."""
+    if not (usage["tokens_in"] or usage["tokens_out"] or Decimal(usage["cost"])):
+        return ""
+    return f"{usage['tokens_in']} tokens in, {usage['tokens_out']} out, cost {usage['cost']}"
 
 
 def header_rows(header: dict[str, Any]) -> list[tuple[str, str]]:
@@ -226,6 +235,7 @@ def header_rows(header: dict[str, Any]) -> list[tuple[str, str]]:
         ("Archived", s["archived_at"] or ""),
         ("Expires", "pinned (kept past retention)" if s["pinned"] else s["expires_at"] or ""),
         ("Redactions", redaction_text(s["redactions"])),
+        ("Usage", usage_text(s["usage"])),
         ("Spawned from", rel(lineage["parent"])),
         ("Cloned from", rel(lineage["cloned_from"])),
         ("Transferred from", rel(lineage["transferred_from"])),

@@ -22,6 +22,7 @@ from sessions_app.services.actions import (
     session_stop,
 )
 from sessions_app.services.agents import agent_policy_update
+from sessions_app.services.bulk import BulkPass, bulk_abort, bulk_execute, bulk_start
 from sessions_app.services.commands import (
     command_ack,
     command_claim,
@@ -54,6 +55,7 @@ from sessions_app.services.sessions import (
     METADATA_FIELDS,
     deleted_facts,
     may_override_model,
+    session_archive,
     session_create,
     session_create_for_token,
     session_delete,
@@ -86,12 +88,16 @@ __all__ = [
     "TRANSFER_TRANSCRIPT_BYTES",
     "TRANSFER_TRANSCRIPT_EVENTS",
     "WAITING_FOR_RUNTIME",
+    "BulkPass",
     "EventIn",
     "EventsRecorded",
     "Replay",
     "access_audit",
     "agent_owner_changed",
     "agent_policy_update",
+    "bulk_abort",
+    "bulk_execute",
+    "bulk_start",
     "checkpoint_decide",
     "command_ack",
     "command_claim",
@@ -115,6 +121,7 @@ __all__ = [
     "project_member_set",
     "runtime_heard",
     "runtime_lost_agents",
+    "session_archive",
     "session_cancel",
     "session_clone",
     "session_create",

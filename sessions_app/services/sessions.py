@@ -321,3 +321,17 @@ def session_set_pinned(*, session: AgentSession, user: Any, pinned: bool) -> Age
         hooks.session_changed(session.pk)
     session.refresh_from_db()
     return session
+
+
+def session_archive(*, session: AgentSession, user: Any) -> AgentSession:
+    """Archive a finished session now (the archive sweep does it after the policy's days)."""
+    require_act(user, session)
+    with transaction.atomic():
+        updated = AgentSession.objects.filter(
+            pk=session.pk, archived_at__isnull=True, live=False
+        ).update(**lifecycle.bump(archived_at=timezone.now()))
+        if updated:
+            action_event(session, user=user, action="archive")
+            hooks.session_changed(session.pk)
+    session.refresh_from_db()
+    return session

@@ -1,5 +1,5 @@
 // The little that htmx does not cover: the panel toggle and shortcut, relative times,
-// auto-submitting filters, the "N new" banner, dialogs, the log-detail toggle.
+// auto-submitting filters, the "N new" banner, dialogs, the log-detail toggle, row selection.
 (function () {
   "use strict";
   var socket = null;
@@ -199,6 +199,29 @@
     restore();
   }
   document.addEventListener("htmx:wsAfterMessage", applyLiveOps);
+
+  // --- row selection for bulk actions ---------------------------------------------------------
+  // Rows are re-rendered by pushes and snapshots; the selection lives here and is put back on
+  // the new checkboxes, so a live update never unticks what the operator picked.
+  var selected = new Set();
+  function syncSelection() {
+    var shown = 0;
+    document.querySelectorAll(".row-select").forEach(function (box) {
+      box.checked = selected.has(box.value);
+      if (box.checked) shown++;
+    });
+    document.querySelectorAll("[data-selected-count]").forEach(function (el) { el.textContent = String(shown); });
+    var radio = document.querySelector('[data-bulk-scope="' + (shown ? "selected" : "filter") + '"]');
+    if (radio) radio.checked = true;
+  }
+  document.addEventListener("change", function (e) {
+    var box = e.target.closest(".row-select");
+    if (!box) return;
+    if (box.checked) selected.add(box.value); else selected.delete(box.value);
+    syncSelection();
+  });
+  document.addEventListener("htmx:wsAfterMessage", syncSelection);
+  document.addEventListener("htmx:afterSwap", syncSelection);
 
   // --- All logs / Concise ------------------------------------------------------------------------
   function applyLogMode() {

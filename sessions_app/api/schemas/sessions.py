@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
@@ -89,6 +90,12 @@ class SessionError(BaseModel):
     message: str
 
 
+class Usage(BaseModel):
+    tokens_in: int
+    tokens_out: int
+    cost: Decimal = Field(description="The sum of the session's usage events (a string)")
+
+
 class SessionOut(BaseModel):
     id: UUID
     short_id: str
@@ -118,6 +125,7 @@ class SessionOut(BaseModel):
     max_tokens: int
     timeout_seconds: int
     progress: Progress
+    usage: Usage
     checkpoint: Checkpoint
     error: SessionError | None
     stop_reason: str

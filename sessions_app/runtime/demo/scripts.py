@@ -120,6 +120,7 @@ def chat_script(chat: sc.Chat) -> Callable[[Player], Script]:
             if rng.random() < 0.3:
                 p.edit()
             p.batch.message("agent", agent_text)
+            p.bill()
             if chat.spawns and not spawned and rng.random() < cfg.spawn_task_chance:
                 spawned = True
                 p.batch.message("agent", f"I started a background task: {chat.spawns}.")
