@@ -21,6 +21,31 @@ HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
+def openapi_extra() -> dict[str, Any]:
+    """The header as the OpenAPI document declares it on every operation `idempotent` wraps
+    (the wrapper reads it before ninja parses anything, so ninja does not see a parameter).
+    A fresh dict per operation: ninja merges it into the operation's own parameter list."""
+    return {
+        "parameters": [
+            {
+                "in": "header",
+                "name": HEADER,
+                "required": False,
+                "description": "Any printable ASCII string up to 255 characters, new for each "
+                "logical request and reused on its retries: the same key and body replay the first "
+                "answer (with `Idempotent-Replayed: true`), the same key with another body is 422, "
+                "a retry while the first is still running is 409. Kept at least 24 hours.",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": "^[ -~]+$",
+                },
+            }
+        ]
+    }
+
+
 def fingerprint(request: HttpRequest) -> str:
     digest = hashlib.sha256()
     for part in (request.method or "", request.get_full_path()):
