@@ -92,14 +92,20 @@ def idempotent(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
             replay = JsonResponse(claim.body, status=claim.status, safe=False)
             replay[REPLAYED_HEADER] = "true"
             return replay
-        with transaction.atomic():
-            response = run(request, *args, **kwargs)
-            if response.status_code < 500:
-                services.idempotency_finish(
-                    claim=claim, status=response.status_code, body=json.loads(response.content)
-                )
-            else:
-                transaction.set_rollback(True)
+        try:
+            with transaction.atomic():
+                # Locked until the work commits or rolls back: a retry meanwhile is a 409,
+                # a retry after this process or its connection died takes the key over.
+                services.idempotency_hold(claim=claim)
+                response = run(request, *args, **kwargs)
+                if response.status_code < 500:
+                    services.idempotency_finish(
+                        claim=claim, status=response.status_code, body=json.loads(response.content)
+                    )
+                else:
+                    transaction.set_rollback(True)
+        except DomainError as exc:  # a retry took the key over: this request did nothing
+            return _answer(exc)
         if response.status_code >= 500:
             # If the database is still unreachable, the claim is taken over once abandoned.
             with contextlib.suppress(DatabaseError):
