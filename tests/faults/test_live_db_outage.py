@@ -21,6 +21,9 @@ import psycopg
 import pytest
 from django.db import connection, connections
 from psycopg import sql
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from sessions_app.models import AgentSession
 from tests import factories as f
@@ -129,6 +132,22 @@ class Creates:
                 self._stop.wait(self.interval)
 
 
+def close_code_of_a_new_socket(server: LiveServer, cookie: str, session_id: Any) -> int | None:
+    with connect(
+        f"{server.ws_url}/ws/command-center/?view=detail&session={session_id}",
+        additional_headers={"Cookie": f"sessionid={cookie}"},
+        origin=Origin(server.url),
+        open_timeout=10,
+    ) as ws:
+        try:
+            while True:
+                ws.recv(timeout=10)
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else None
+        except TimeoutError:
+            return None
+
+
 @pytest.fixture
 def server(django_db_setup: None) -> Iterator[LiveServer]:
     live = LiveServer(free_port(), server_env(), name="daphne-db-outage")
@@ -142,7 +161,8 @@ def test_a_database_outage_under_ingest_answers_503_loses_nothing_and_recovers(
 ) -> None:
     chat = f.make_session(world.agent, world.owner, "chat", status="running")
     token = runtime_token(world)
-    dashboard = Dashboard(server, session_cookie(world.owner), f"view=detail&session={chat.pk}")
+    cookie = session_cookie(world.owner)
+    dashboard = Dashboard(server, cookie, f"view=detail&session={chat.pk}")
     dashboard.start()
     assert server.process is not None
     pid = server.process.pid
@@ -153,7 +173,10 @@ def test_a_database_outage_under_ingest_answers_503_loses_nothing_and_recovers(
         wait_until(lambda: len(ingest.accepted) >= 10, timeout=30, what="steady ingest")
         before = len(ingest.accepted)
         with database_refusing_connections():
-            time.sleep(OUTAGE_SECONDS)
+            outage_started = time.monotonic()
+            # A socket opened now is told "try again later" (1013, which browsers retry).
+            assert close_code_of_a_new_socket(server, cookie, chat.pk) == 1013
+            time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - outage_started)))
             during = len(ingest.accepted)
         # Recovery without a restart: new events are accepted again within seconds.
         wait_until(lambda: len(ingest.accepted) >= during + 10, timeout=20, what="recovery")
