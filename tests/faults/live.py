@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 import httpx
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -213,7 +214,7 @@ def assert_answers_are_2xx_or_503(ingest: Ingest) -> None:
 def assert_stored_exactly_once(ingest: Ingest, session_id: str) -> None:
     """Every event answered 2xx is stored once, nothing else is, and seqs have no gap."""
     stored = list(
-        SessionEvent.objects.filter(session_id=session_id, event_id__startswith=ingest.prefix)
+        SessionEvent.objects.filter(session_id=UUID(session_id), event_id__startswith=ingest.prefix)
         .order_by("seq")
         .values_list("event_id", "seq")
     )
@@ -221,7 +222,7 @@ def assert_stored_exactly_once(ingest: Ingest, session_id: str) -> None:
     assert len(ids) == len(set(ids)), "an event was stored twice"
     assert set(ids) == set(ingest.accepted), "an accepted event is missing or extra"
     all_seqs = list(
-        SessionEvent.objects.filter(session_id=session_id)
+        SessionEvent.objects.filter(session_id=UUID(session_id))
         .order_by("seq")
         .values_list("seq", flat=True)
     )
