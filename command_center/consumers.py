@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from command_center import broadcast, filters, fragments
 from command_center.broadcast import access_group, groups_for_access
-from command_center.reconcile import reconciler
+from command_center.reconcile import Routed, reconciler
 from sessions_app import edge, errors, metrics, selectors
 from sessions_app.states import Kind
 
@@ -51,8 +51,8 @@ SNAPSHOT_MIN_INTERVAL = 1.0
 # A snapshot shows what had committed when it was read; a change stamped shortly before may
 # have committed after, so the repair still considers changes this much older than a snapshot.
 SNAPSHOT_SLACK = timedelta(seconds=2)
-# At most this many sessions loaded per socket per reconciliation tick; the rest follow on the
-# next ticks (each change stays in the reconciliation window for several).
+# A socket that missed more pushes than this in one reconciliation tick gets a fresh snapshot
+# instead of one load per session.
 REPAIR_LIMIT = 50
 
 
@@ -259,21 +259,28 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
 
     # --- repair -----------------------------------------------------------------------------
 
-    async def reconcile(self, changes: list[dict[str, Any]]) -> None:
-        """Called by the process's reconciler with the sessions that changed in its window:
-        load and push the ones this viewer may see and was not pushed at that version. Those
-        older than this socket's snapshot are in the snapshot already."""
+    async def reconcile(self, changes: Routed) -> None:
+        """Called by the process's reconciler with recent changes as they were a tick ago,
+        under the groups their pushes went to: load and push the sessions this viewer may see
+        and was not pushed at least that version. Changes older than this socket's snapshot
+        are in the snapshot already."""
         if self._closing or not hasattr(self, "access"):
             return
+        candidates = {c["id"]: c for g in self.groups_joined for c in changes.get(g, ())}
         missed = [
-            str(change["id"])
-            for change in changes
+            str(sid)
+            for sid, change in candidates.items()
             if change["updated_at"] >= self._watch_from
-            and self.seen.get(str(change["id"]), -1) < change["version"]
+            and self.seen.get(str(sid), -1) < change["version"]
             and selectors.may_view(self.access, **_facts(change))
         ]
-        if missed:
-            await self.guarded(self._repair, {"type": "repair", "ids": missed[:REPAIR_LIMIT]})
+        if len(missed) > REPAIR_LIMIT:
+            # Far behind (a long Redis outage): a fresh snapshot, as on a reconnect, costs a
+            # page of queries instead of a load per session.
+            self.paged, self.new_count = False, 0
+            self._request_snapshot()
+        elif missed:
+            await self.guarded(self._repair, {"type": "repair", "ids": missed})
 
     async def _repair(self, message: dict[str, Any]) -> None:
         summaries = await database_sync_to_async(broadcast.build_messages)(message["ids"])

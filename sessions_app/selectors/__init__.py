@@ -20,7 +20,7 @@ from sessions_app.selectors.access import (
     visibility_q,
 )
 from sessions_app.selectors.agents import agent_for_policy_edit, policy_history
-from sessions_app.selectors.changes import sessions_changed_between
+from sessions_app.selectors.changes import sessions_changed_since
 from sessions_app.selectors.lineage import (
     HIDDEN_TITLE,
     LINKS,
@@ -129,7 +129,7 @@ __all__ = [
     "session_get_for_token",
     "session_get_for_user",
     "session_page",
-    "sessions_changed_between",
+    "sessions_changed_since",
     "sessions_visible_to",
     "sessions_visible_to_token",
     "status_history",

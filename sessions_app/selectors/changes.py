@@ -12,12 +12,12 @@ from sessions_app.models import AgentSession
 from sessions_app.selectors.access import SESSION_FACTS
 
 
-def sessions_changed_between(*, start: datetime, end: datetime) -> list[dict[str, Any]]:
+def sessions_changed_since(since: datetime) -> list[dict[str, Any]]:
     """Id, version, `updated_at` and the visibility facts of every session whose visible state
-    changed in [start, end). Served by `session_updated_idx`, so its cost follows the number of
-    changes in the window, never the number of sessions."""
+    last changed at or after `since`. Served by `session_updated_idx`, so its cost follows the
+    number of recent changes, never the number of sessions."""
     rows = (
-        AgentSession.objects.filter(updated_at__gte=start, updated_at__lt=end)
+        AgentSession.objects.filter(updated_at__gte=since)
         .annotate(agent_owner_id=F("agent__owner_id"))
         .values("id", "version", "updated_at", *SESSION_FACTS)
     )
