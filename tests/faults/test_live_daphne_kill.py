@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,9 +14,7 @@ from tests import factories as f
 from tests.faults.live import Dashboard, Ingest, assert_stored_exactly_once, wait_until
 from tests.integration.live_server import (
     LiveServer,
-    free_port,
     runtime_token,
-    server_env,
     session_cookie,
 )
 
@@ -27,11 +24,8 @@ SOCKETS = 20
 
 
 @pytest.fixture
-def server(django_db_setup: None) -> Iterator[LiveServer]:
-    live = LiveServer(free_port(), server_env(), name="daphne-killed")
-    live.start()
-    yield live
-    live.stop()
+def server(live_daphne: LiveServer) -> LiveServer:
+    return live_daphne  # killed and restarted by the test
 
 
 def test_sockets_of_a_killed_daphne_all_resync_and_no_event_is_lost_or_doubled(

@@ -36,9 +36,7 @@ from tests.faults.live import (
 )
 from tests.integration.live_server import (
     LiveServer,
-    free_port,
     runtime_token,
-    server_env,
     session_cookie,
 )
 
@@ -149,11 +147,8 @@ def close_code_of_a_new_socket(server: LiveServer, cookie: str, session_id: Any)
 
 
 @pytest.fixture
-def server(django_db_setup: None) -> Iterator[LiveServer]:
-    live = LiveServer(free_port(), server_env(), name="daphne-db-outage")
-    live.start()
-    yield live
-    live.stop()
+def server(live_daphne: LiveServer) -> LiveServer:
+    return live_daphne
 
 
 def test_a_database_outage_under_ingest_answers_503_loses_nothing_and_recovers(

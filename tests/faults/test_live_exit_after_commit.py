@@ -36,24 +36,18 @@ KILLED = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)\n"
 
 
 @pytest.fixture(scope="module")
-def servers(django_db_setup: None) -> Iterator[dict[str, LiveServer]]:
-    """One web process with the reconciliation on (as deployed) and one with it off, so the
-    exit flush and the repair are each seen on their own."""
-    live = {
-        "repairing": LiveServer(free_port(), server_env(), name="daphne-repairing"),
-        "not-repairing": LiveServer(
-            free_port(), server_env(SCC_RECONCILE_MS="0"), name="daphne-not-repairing"
-        ),
-    }
-    for server in live.values():
-        server.launch()
-    try:
-        for server in live.values():
-            server.wait_until_ready()
-        yield live
-    finally:
-        for server in live.values():
-            server.stop()
+def not_repairing(django_db_setup: None) -> Iterator[LiveServer]:
+    server = LiveServer(free_port(), server_env(SCC_RECONCILE_MS="0"), name="daphne-not-repairing")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def servers(live_daphne: LiveServer, not_repairing: LiveServer) -> dict[str, LiveServer]:
+    """A web process with the reconciliation on (as deployed) and one with it off, so the exit
+    flush and the repair are each seen on their own."""
+    return {"repairing": live_daphne, "not-repairing": not_repairing}
 
 
 def run_and_exit(session_id: Any, event_id: str, text: str, *, killed: bool) -> int:
