@@ -19,3 +19,28 @@ class SessionsAppConfig(AppConfig):
 
         hooks.register("command_queued", notify_command_queued)
         hooks.register("tokens_changed", notify_tokens_changed)
+        _forget_token_accesses_on_writes()
+
+
+def _forget_token_accesses_on_writes() -> None:
+    """Any saved or deleted token, membership, user or agent, and any change of a token's
+    agents, clears this process's token cache, however the write was made (services call
+    hooks.forget_access for their bulk updates too)."""
+    from django.contrib.auth import get_user_model  # noqa: PLC0415
+    from django.db.models.signals import m2m_changed, post_delete, post_save  # noqa: PLC0415
+
+    from sessions_app import hooks  # noqa: PLC0415
+    from sessions_app.models import Agent, ApiToken, TenantMembership  # noqa: PLC0415
+    from sessions_app.selectors.tokens import forget_token_accesses  # noqa: PLC0415
+
+    hooks.register_access_cache(forget_token_accesses)
+
+    def forget(**_: object) -> None:
+        forget_token_accesses()
+
+    for model in (ApiToken, TenantMembership, Agent, get_user_model()):
+        post_save.connect(forget, sender=model, weak=False, dispatch_uid=f"tokens-{model}")
+        post_delete.connect(forget, sender=model, weak=False, dispatch_uid=f"tokens-del-{model}")
+    m2m_changed.connect(
+        forget, sender=ApiToken.agents.through, weak=False, dispatch_uid="tokens-agents"
+    )

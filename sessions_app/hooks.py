@@ -23,6 +23,21 @@ _listeners: dict[str, list[Listener]] = {
 }
 
 
+# Caches of who may do what (the token cache in selectors/tokens.py). They forget at once when
+# access changes, before commit too: forgetting early only costs a re-read.
+_access_caches: list[Callable[[], None]] = []
+
+
+def register_access_cache(forget: Callable[[], None]) -> None:
+    if forget not in _access_caches:
+        _access_caches.append(forget)
+
+
+def forget_access() -> None:
+    for forget in list(_access_caches):
+        forget()
+
+
 def register(topic: str, listener: Listener) -> None:
     if listener not in _listeners[topic]:
         _listeners[topic].append(listener)
@@ -61,6 +76,7 @@ def access_changed(user_ids: Iterable[int]) -> None:
     agent's owner): their open sockets re-check their access."""
     ids = sorted({int(i) for i in user_ids if i is not None})
     if ids:
+        forget_access()
         _notify_on_commit("access_changed", ids)
 
 
@@ -68,4 +84,5 @@ def tokens_changed(token_ids: Iterable[int]) -> None:
     """These tokens were revoked, deleted or re-scoped: sockets holding them re-check."""
     ids = sorted({int(i) for i in token_ids if i is not None})
     if ids:
+        forget_access()
         _notify_on_commit("tokens_changed", ids)

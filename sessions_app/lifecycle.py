@@ -21,7 +21,15 @@ from django.utils import timezone
 from sessions_app import hooks, metrics
 from sessions_app.errors import Conflict, IllegalTransition
 from sessions_app.models import Agent, AgentSession, EventType, SessionEvent
-from sessions_app.states import STATUSES, TERMINAL, Status, is_allowed, retention_deadline
+from sessions_app.states import (
+    LIVE,
+    STATUSES,
+    TERMINAL,
+    Status,
+    is_allowed,
+    retention_deadline,
+    status_group,
+)
 
 
 def activity_fields(agent: Agent, *, now: datetime) -> dict[str, Any]:
@@ -76,6 +84,73 @@ class TransitionResult:
 _MAX_CAS_ATTEMPTS = 5
 
 
+def _transition_fields(
+    session: AgentSession,
+    to_status: str,
+    *,
+    now: datetime,
+    stop_reason: str | None,
+    error_code: str | None,
+    error_message: str | None,
+    touch: bool,
+) -> dict[str, Any]:
+    """The columns a move to `to_status` writes, besides the version bump."""
+    fields: dict[str, Any] = {
+        "status": to_status,
+        "status_changed_at": now,
+        # Any status change is a sign of life.
+        "stalled": False,
+        "stall_reason": "",
+    }
+    if to_status != Status.WAITING_INPUT and session.checkpoint_state == "awaiting":
+        fields["checkpoint_state"] = ""
+    if to_status == Status.RUNNING and session.started_at is None:
+        fields["started_at"] = now
+    if to_status in TERMINAL[session.kind]:
+        fields["ended_at"] = now
+    if stop_reason is not None:
+        fields["stop_reason"] = stop_reason
+    if error_code is not None:
+        fields["error_code"] = error_code
+    if error_message is not None:
+        fields["error_message"] = error_message
+    if to_status == Status.RUNNING:
+        # Resuming clears the previous stop reason; errors stay on record.
+        fields["stop_reason"] = ""
+    if touch:
+        fields.update(activity_fields(session.agent, now=now))
+    return fields
+
+
+def _status_payload(
+    from_status: str,
+    to_status: str,
+    *,
+    reason: str,
+    stop_reason: str | None,
+    error_code: str | None,
+    error_message: str | None,
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"from": from_status, "to": to_status}
+    if reason:
+        payload["reason"] = reason
+    if stop_reason:
+        payload["stop_reason"] = stop_reason
+    if error_message:
+        payload["error"] = {"code": error_code or "", "message": error_message}
+    return payload
+
+
+def _check_move(
+    session: AgentSession, to_status: str, expected_from: frozenset[str] | None = None
+) -> None:
+    current = session.status
+    if not is_allowed(session.kind, current, to_status) or (
+        expected_from is not None and current not in expected_from
+    ):
+        raise IllegalTransition(session.kind, current, to_status)
+
+
 def transition(
     session: AgentSession,
     to_status: str,
@@ -105,37 +180,18 @@ def transition(
             current = session.status
             if current == to_status:
                 return TransitionResult(session, False, current)
-            if not is_allowed(session.kind, current, to_status) or (
-                expected_from is not None and current not in expected_from
-            ):
-                raise IllegalTransition(session.kind, current, to_status)
-
-            now = timezone.now()
-            fields: dict[str, Any] = bump(
-                status=to_status,
-                status_changed_at=now,
-                # Any status change is a sign of life.
-                stalled=False,
-                stall_reason="",
+            _check_move(session, to_status, expected_from)
+            fields = bump(
+                **_transition_fields(
+                    session,
+                    to_status,
+                    now=timezone.now(),
+                    stop_reason=stop_reason,
+                    error_code=error_code,
+                    error_message=error_message,
+                    touch=touch,
+                )
             )
-            if to_status != Status.WAITING_INPUT and session.checkpoint_state == "awaiting":
-                fields["checkpoint_state"] = ""
-            if to_status == Status.RUNNING and session.started_at is None:
-                fields["started_at"] = now
-            if to_status in TERMINAL[session.kind]:
-                fields["ended_at"] = now
-            if stop_reason is not None:
-                fields["stop_reason"] = stop_reason
-            if error_code is not None:
-                fields["error_code"] = error_code
-            if error_message is not None:
-                fields["error_message"] = error_message
-            if to_status == Status.RUNNING:
-                # Resuming clears the previous stop reason; errors stay on record.
-                fields["stop_reason"] = ""
-            if touch:
-                fields.update(activity_fields(session.agent, now=now))
-
             # Compare-and-swap: only the writer that still sees `current` wins; no lock held.
             updated = AgentSession.objects.filter(pk=session.pk, status=current).update(**fields)
             if updated == 1:
@@ -145,22 +201,135 @@ def transition(
             raise Conflict("The session changed too often to update; try again.")
 
         session.refresh_from_db()
-        payload: dict[str, Any] = {"from": current, "to": to_status}
-        if reason:
-            payload["reason"] = reason
-        if stop_reason:
-            payload["stop_reason"] = stop_reason
-        if error_message:
-            payload["error"] = {"code": error_code or "", "message": error_message}
         append_system_event(
             session,
             event_type=EventType.STATUS_CHANGE,
             actor=actor,
-            payload=payload,
+            payload=_status_payload(
+                current,
+                to_status,
+                reason=reason,
+                stop_reason=stop_reason,
+                error_code=error_code,
+                error_message=error_message,
+            ),
             event_id=event_id,
         )
         hooks.session_changed(session.pk)
     return TransitionResult(session, True, current)
+
+
+class LockedWrite:
+    """Changes to one session whose row the caller holds locked (SELECT ... FOR UPDATE),
+    gathered so that a whole batch is one INSERT of events and one UPDATE of the session.
+
+    The lock makes the compare-and-swap of `transition()` unnecessary: nobody else can move
+    the status between reading and writing it. The same rules apply (`_check_move`,
+    `_transition_fields`), and the instance is kept as the row will be, generated columns
+    included, so nothing needs re-reading after `save()`.
+    """
+
+    def __init__(self, session: AgentSession) -> None:
+        self.session = session
+        self.changes: dict[str, Any] = {}
+        self.events: list[SessionEvent] = []
+
+    def put(self, field: str, value: Any) -> None:
+        setattr(self.session, field, value)
+        self.changes[field] = value
+
+    def append(
+        self,
+        *,
+        event_type: str,
+        actor: str,
+        payload: Any,
+        event_id: str | None = None,
+        redactions: dict[str, int] | None = None,
+    ) -> SessionEvent:
+        """Queue an event with the next seq (gap-free: the row lock serialises writers)."""
+        self.session.last_seq += 1
+        self.changes["last_seq"] = self.session.last_seq
+        event = SessionEvent(
+            session=self.session,
+            seq=self.session.last_seq,
+            event_id=event_id or f"srv-{uuid.uuid4()}",
+            type=event_type,
+            actor=actor,
+            payload=payload,
+            redactions=redactions or {},
+        )
+        self.events.append(event)
+        return event
+
+    def transition(
+        self,
+        to_status: str,
+        *,
+        actor: str,
+        reason: str = "",
+        stop_reason: str | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        event_id: str | None = None,
+    ) -> bool:
+        """`transition()` for a locked row: False when the status is already `to_status`."""
+        session = self.session
+        if to_status not in STATUSES[session.kind]:
+            raise IllegalTransition(session.kind, session.status, to_status)
+        current = session.status
+        if current == to_status:
+            return False
+        _check_move(session, to_status)
+        fields = _transition_fields(
+            session,
+            to_status,
+            now=timezone.now(),
+            stop_reason=stop_reason,
+            error_code=error_code,
+            error_message=error_message,
+            touch=True,
+        )
+        for name, value in fields.items():
+            self.put(name, value)
+        self.append(
+            event_type=EventType.STATUS_CHANGE,
+            actor=actor,
+            payload=_status_payload(
+                current,
+                to_status,
+                reason=reason,
+                stop_reason=stop_reason,
+                error_code=error_code,
+                error_message=error_message,
+            ),
+            event_id=event_id,
+        )
+        return True
+
+    def save(self) -> bool:
+        """Write what was gathered; False when there was nothing to write."""
+        if not self.changes and not self.events:
+            return False
+        session = self.session
+        if self.events:
+            SessionEvent.objects.bulk_create(self.events)
+        fields = bump(**self.changes)
+        AgentSession.objects.filter(pk=session.pk).update(**fields)
+        # The row is locked, so the database's version + 1 is ours + 1, and the generated
+        # columns follow from the same rules in Python.
+        session.version += 1
+        session.updated_at = fields["updated_at"]
+        session.status_group = status_group(
+            status=session.status,
+            checkpoint_state=session.checkpoint_state,
+            stalled=session.stalled,
+        )
+        session.live = session.status in LIVE[session.kind]
+        self.changes.clear()
+        self.events.clear()
+        hooks.session_changed(session.pk)
+        return True
 
 
 def append_system_event(

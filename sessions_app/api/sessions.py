@@ -123,7 +123,7 @@ def session_list(
         flt,
         cursor=cursor or None,
         limit=limit,
-        base=selectors.sessions_visible_to_token(access),
+        branches=selectors.token_audience(access),
     )
     visible = selectors.visible_among(access, selectors.link_ids(page.items))
     return {
@@ -242,10 +242,10 @@ def limit_body(
 @decorate_view(limit_body(MAX_BATCH_BYTES))
 def events_post(request: HttpRequest, session_id: UUID, data: EventBatchIn) -> dict[str, Any]:
     access = require_runtime(request)
-    # The hot path: join only what the actor defaults need.
-    session = selectors.session_get_for_token(access, session_id, related=("agent", "owner"))
-    recorded = services.events_record(
-        session=session,
+    # The hot path: the session lookup is the service's row lock (one statement).
+    recorded = services.events_record_in(
+        sessions=selectors.sessions_visible_to_token(access),
+        session_id=session_id,
         events=[
             services.EventIn(
                 event_id=event.event_id,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
@@ -22,6 +25,7 @@ from sessions_app.models import (
     TenantMembership,
     TokenKind,
 )
+from sessions_app.selectors import keyset
 from sessions_app.selectors.access import access_for, sessions_visible_to
 
 
@@ -46,10 +50,37 @@ class TokenAccess:
         return self.token.user
 
 
+# Runtimes authenticate every request. Remembering a live token's answer for a second saves
+# two queries per request on the ingest path, while a revocation, a deactivation or a removed
+# membership still takes effect everywhere within that second (docs/security.md promises 2 s).
+# This process forgets at once on any such change (hooks.forget_access, model signals); only
+# live tokens are kept, so unknown tokens cannot fill the memory.
+_cache: dict[str, tuple[float, TokenAccess]] = {}
+_cache_lock = threading.Lock()
+_CACHE_MAX = 4096
+
+
+def forget_token_accesses() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
 def token_access_by_hash(token_hash: str) -> TokenAccess | None:
     """The live token with this hash; None when unknown, revoked, or a personal token whose user
     was deactivated or is no longer a member of the token's workspace."""
-    return _live(ApiToken.objects.filter(token_hash=token_hash))
+    ttl = settings.SCC_TOKEN_CACHE_SECONDS
+    now = time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(token_hash)
+    if hit is not None and now - hit[0] < ttl:
+        return hit[1]
+    access = _live(ApiToken.objects.filter(token_hash=token_hash))
+    if access is not None and ttl > 0:
+        with _cache_lock:
+            if len(_cache) >= _CACHE_MAX:
+                _cache.clear()
+            _cache[token_hash] = (now, access)
+    return access
 
 
 def token_access_by_id(token_id: int) -> TokenAccess | None:
@@ -84,6 +115,17 @@ def sessions_visible_to_token(access: TokenAccess) -> QuerySet[AgentSession]:
             tenant_id=access.tenant_id, agent_id__in=sorted(access.agent_ids)
         )
     return sessions_visible_to(access.user).filter(tenant_id=access.tenant_id)
+
+
+def token_audience(access: TokenAccess) -> list[Q]:
+    """`sessions_visible_to_token` as index-served branches (selectors/keyset.py)."""
+    if access.is_runtime:
+        return [Q(agent_id=a, tenant_id=access.tenant_id) for a in sorted(access.agent_ids)]
+    person = access_for(access.user)
+    return [
+        branch & Q(tenant_id=access.tenant_id)
+        for branch in keyset.audience(person, person.developer_project_ids)
+    ]
 
 
 SESSION_RELATED = ("agent", "owner", "project", "initiative", "tenant")

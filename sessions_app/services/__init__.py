@@ -37,7 +37,7 @@ from sessions_app.services.idempotency import (
     idempotency_purge,
     idempotency_release,
 )
-from sessions_app.services.ingest import EventIn, EventsRecorded, events_record
+from sessions_app.services.ingest import EventIn, EventsRecorded, events_record, events_record_in
 from sessions_app.services.runtimes import (
     RUNTIME_LOST,
     forget_throttle,
@@ -84,6 +84,7 @@ __all__ = [
     "commands_claim",
     "deleted_facts",
     "events_record",
+    "events_record_in",
     "forget_throttle",
     "hash_token",
     "idempotency_begin",

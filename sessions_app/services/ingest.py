@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from sessions_app import hooks, lifecycle, metrics
-from sessions_app.errors import InvalidInput
+from sessions_app import lifecycle, metrics
+from sessions_app.errors import InvalidInput, NotFound
 from sessions_app.models import AgentSession, EventType, SessionEvent, StopReason
 from sessions_app.redaction import redact_payload, redact_text
 from sessions_app.states import STATUSES, Kind, Status
@@ -95,26 +96,47 @@ def _late_report(session: AgentSession, event: EventIn) -> bool:
 def events_record(
     *, session: AgentSession, events: Sequence[EventIn], actor: str = ""
 ) -> EventsRecorded:
-    """Append a batch of runtime events: redact, assign gap-free seqs, apply their effects on
-    the session's counters, progress and status, all in one transaction.
+    """`events_record_in` for a session the caller already holds."""
+    return events_record_in(
+        sessions=AgentSession.objects.all(), session_id=session.pk, events=events, actor=actor
+    )
+
+
+def events_record_in(
+    *,
+    sessions: QuerySet[AgentSession],
+    session_id: Any,
+    events: Sequence[EventIn],
+    actor: str = "",
+) -> EventsRecorded:
+    """Append a batch of runtime events to the session `session_id` among `sessions` (those
+    the caller may report on; NotFound otherwise): redact, assign gap-free seqs, apply their
+    effects on the session's counters, progress and status, all in one transaction.
 
     Idempotent per `event_id`: a retried batch stores nothing new and returns the seqs of the
     first delivery; an id resent with other content is a `conflict` (the stored event stays).
     Once the session is terminal (ended, completed, failed, cancelled), later events are refused
-    per item as `session_ended`, except the late reports `_late_report` allows. The session
-    row lock serialises concurrent batches for one session.
+    per item as `session_ended`, except the late reports `_late_report` allows.
+
+    The hot path of the product, so its statements are counted (tests/api/test_events.py):
+    the lookup is the row lock, which also serialises concurrent batches for one session; then
+    one read of the ids already stored, one INSERT of the new events and one UPDATE of the
+    session, status changes included (`lifecycle.LockedWrite`).
     """
     ids = [e.event_id for e in events]
     if len(set(ids)) != len(ids):
         raise InvalidInput("events", "event_id values must be unique within a batch")
-    _check_statuses(session, events)
 
     with transaction.atomic():
         locked = (
-            AgentSession.objects.select_for_update(no_key=True, of=("self",))
+            sessions.select_for_update(no_key=True, of=("self",))
             .select_related("agent", "owner")
-            .get(pk=session.pk)
+            .filter(pk=session_id)
+            .first()
         )
+        if locked is None:
+            raise NotFound(str(session_id))
+        _check_statuses(locked, events)
         existing = {
             event_id: (seq, type_, payload)
             for event_id, seq, type_, payload in SessionEvent.objects.filter(
@@ -123,16 +145,7 @@ def events_record(
         }
         seq_of: dict[str, int | None] = {eid: found[0] for eid, found in existing.items()}
         outcome: dict[str, str] = {}
-        pending: list[SessionEvent] = []
-        changes: dict[str, Any] = {}
-
-        def flush() -> None:
-            if pending:
-                SessionEvent.objects.bulk_create(pending)
-                pending.clear()
-            AgentSession.objects.filter(pk=locked.pk).update(last_seq=locked.last_seq, **changes)
-            changes.clear()
-
+        write = lifecycle.LockedWrite(locked)
         new_count = 0
         batch_counts: dict[str, int] = {}
         for event in events:
@@ -150,8 +163,7 @@ def events_record(
             payload, counts = redact_payload(event.payload)
             batch_counts = lifecycle.add_counts(batch_counts, counts)
             if event.type == EventType.STATUS_CHANGE:
-                flush()
-                _apply_status_event(locked, payload, actor=event_actor, event_id=event.event_id)
+                _apply_status_event(write, payload, actor=event_actor, event_id=event.event_id)
                 seq_of[event.event_id] = locked.last_seq
                 continue
             if (
@@ -162,35 +174,27 @@ def events_record(
             ):
                 # A new message brings an idle chat back to running (DESIGN 5); the status
                 # change takes the seq before the message that caused it.
-                flush()
-                lifecycle.transition(locked, Status.RUNNING, actor=event_actor, reason="message")
-            locked.last_seq += 1
-            seq_of[event.event_id] = locked.last_seq
-            pending.append(
-                SessionEvent(
-                    session=locked,
-                    seq=locked.last_seq,
-                    event_id=event.event_id,
-                    type=event.type,
-                    actor=event_actor,
-                    payload=payload,
-                    redactions=counts,
-                )
+                write.transition(Status.RUNNING, actor=event_actor, reason="message")
+            stored = write.append(
+                event_type=event.type,
+                actor=event_actor,
+                payload=payload,
+                event_id=event.event_id,
+                redactions=counts,
             )
-            _apply_event_effects(locked, event.type, payload, changes)
+            seq_of[event.event_id] = stored.seq
+            _apply_event_effects(write, event.type, payload)
 
         if new_count:
-            changes.update(
-                lifecycle.bump(**lifecycle.activity_fields(locked.agent, now=timezone.now()))
-            )
+            for field, value in lifecycle.activity_fields(locked.agent, now=timezone.now()).items():
+                write.put(field, value)
             if batch_counts:
                 # The row is locked for the batch: its totals cannot move under us.
-                changes["redaction_counts"] = lifecycle.add_counts(
-                    locked.redaction_counts or {}, batch_counts
+                write.put(
+                    "redaction_counts",
+                    lifecycle.add_counts(locked.redaction_counts or {}, batch_counts),
                 )
-            flush()
-            hooks.session_changed(locked.pk)
-        locked.refresh_from_db()
+            write.save()
 
     metrics.INGEST_BATCHES.labels("stored").inc()
     metrics.count_redactions(batch_counts)
@@ -216,15 +220,10 @@ def events_record(
 
 
 def _apply_event_effects(
-    session: AgentSession, event_type: str, payload: Mapping[str, Any], changes: dict[str, Any]
+    write: lifecycle.LockedWrite, event_type: str, payload: Mapping[str, Any]
 ) -> None:
-    """Fold one event into the session's denormalised fields (kept on `session` and in
-    `changes`, written once per batch)."""
-
-    def put(field: str, value: Any) -> None:
-        setattr(session, field, value)
-        changes[field] = value
-
+    """Fold one event into the session's denormalised fields (written once per batch)."""
+    session, put = write.session, write.put
     if event_type == EventType.MESSAGE:
         put("message_count", session.message_count + 1)
         if payload.get("role") == "agent":
@@ -260,13 +259,13 @@ def _as_int(value: Any) -> int | None:
 
 
 def _apply_status_event(
-    session: AgentSession, payload: Mapping[str, Any], *, actor: str, event_id: str
+    write: lifecycle.LockedWrite, payload: Mapping[str, Any], *, actor: str, event_id: str
 ) -> None:
+    session = write.session
     to = str(payload["to"])
     error = payload.get("error") if isinstance(payload.get("error"), dict) else None
     reason = str(payload.get("reason", ""))[:500]
-    result = lifecycle.transition(
-        session,
+    changed = write.transition(
         to,
         actor=actor,
         reason=reason,
@@ -275,17 +274,13 @@ def _apply_status_event(
         error_message=str(error.get("message", "")) if error else None,
         event_id=event_id,
     )
-    if not result.changed:
+    if not changed:
         # The runtime reported the status the session already has. Store the report anyway so
         # its event_id is taken: a retried batch must find it and add nothing, even if the
         # status has moved on in between.
         unchanged: dict[str, Any] = {"from": to, "to": to, "unchanged": True}
         if reason:
             unchanged["reason"] = reason
-        lifecycle.append_system_event(
-            session,
-            event_type=EventType.STATUS_CHANGE,
-            actor=actor,
-            payload=unchanged,
-            event_id=event_id,
+        write.append(
+            event_type=EventType.STATUS_CHANGE, actor=actor, payload=unchanged, event_id=event_id
         )

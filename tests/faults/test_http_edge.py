@@ -114,7 +114,7 @@ def test_unicode_digits_in_api_filters_are_a_422(
 def test_the_database_away_is_a_503_with_retry_after_on_the_api(
     runtime: Api, flow: AgentSession, exc: Exception
 ) -> None:
-    with mock.patch("sessions_app.services.events_record", side_effect=exc):
+    with mock.patch("sessions_app.services.events_record_in", side_effect=exc):
         response = post_events(runtime, flow, json.dumps(events(("thinking", {"text": "a"}))))
     assert response.status_code == 503
     assert response["Retry-After"] == str(edge.RETRY_AFTER_SECONDS)
