@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("sessions_app", "0010_agent_runtime_seen_at"),
+        ("sessions_app", "0011_session_grant_list_indexes"),
     ]
 
     operations = [
