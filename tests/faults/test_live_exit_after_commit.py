@@ -31,7 +31,14 @@ services.events_record(
     actor="short-lived",
 )
 """
-# Killed right after the commit, inside the broadcaster's coalescing window: no exit handler runs.
+# Killed right after the commit: no exit handler runs. The broadcaster publishes a quiet
+# session's change at once, from its own thread, so a kill could now and then lose the race to
+# it; taking it off the hook first makes "died before publishing" certain, not likely.
+NOT_PUBLISHING = (
+    "from command_center.broadcast import broadcaster\n"
+    "from sessions_app import hooks\n"
+    "hooks.unregister('session_changed', broadcaster.session_changed)\n"
+)
 KILLED = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)\n"
 
 
@@ -53,7 +60,13 @@ def servers(live_daphne: LiveServer, not_repairing: LiveServer) -> dict[str, Liv
 def run_and_exit(session_id: Any, event_id: str, text: str, *, killed: bool) -> int:
     code = RECORD.format(session_id=str(session_id), event_id=event_id, text=text)
     process = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code + (KILLED if killed else "")],
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            NOT_PUBLISHING + code + KILLED if killed else code,
+        ],
         cwd=ROOT,
         env=server_env(),
         capture_output=True,
