@@ -11,6 +11,10 @@ changes, and the socket re-reads its access, re-joins its groups and re-sends it
 (rows the viewer may no longer see disappear; a detail view of a session they may no longer
 see closes with 4403). As a backstop for changes made around the services, an access older than
 ACCESS_MAX_AGE_SECONDS is re-read before the next push is filtered.
+
+Pushes can go missing on the way (a process killed before it published, a Redis restart): the
+process's reconciler (reconcile.py) hands every socket the recent changes every few seconds,
+and the socket loads and pushes those it may see and was not pushed (`reconcile`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -27,8 +31,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import timezone
 
-from command_center import filters, fragments, snapshots
+from command_center import broadcast, filters, fragments, snapshots
 from command_center.broadcast import access_group, groups_for_access
+from command_center.reconcile import Routed, reconciler
 from sessions_app import edge, errors, metrics, selectors
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,12 @@ COUNTS_DEBOUNCE_SECONDS = 1.0
 # With nothing due, the clock watcher still wakes this often (a push wakes it sooner).
 CLOCK_IDLE_SECONDS = 3600.0
 SNAPSHOT_MIN_INTERVAL = 1.0
+# A snapshot shows what had committed when it was read; a change stamped shortly before may
+# have committed after, so the repair still considers changes this much older than a snapshot.
+SNAPSHOT_SLACK = timedelta(seconds=2)
+# A socket that missed more pushes than this in one reconciliation tick gets a fresh snapshot
+# instead of one load per session.
+REPAIR_LIMIT = 50
 
 
 def _facts(summary: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +72,9 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         self._clock_task: asyncio.Task[None] | None = None
         self._next_move: datetime | None = None
         self._clock_changed = asyncio.Event()
+        # Pushes and repairs of one socket take turns (a detail view appends transcript lines
+        # after the last one it sent, which two at once would both send).
+        self._push_lock = asyncio.Lock()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             # Accept first so the close code reaches the browser: a refused handshake looks
@@ -98,6 +112,7 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         await self._refresh_access()
         self._counted = True
         metrics.OPEN_SOCKETS.labels("dashboard").inc()
+        self._watch_from = timezone.now() - SNAPSHOT_SLACK
         snapshot = await self._snapshot()
         self._last_snapshot = time.monotonic()
         if snapshot is None:
@@ -105,6 +120,7 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
             return
         await self.send(text_data=snapshot)
         self._clock_task = asyncio.ensure_future(self._watch_clock())
+        reconciler.watch(self)
 
     async def _refresh_access(self) -> None:
         """Re-read the viewer's access and follow it with the groups this socket listens on."""
@@ -125,6 +141,7 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         self.paged, self.new_count = False, 0
         # Versions seen under the old access must not keep a now-visible session's next push out.
         self.seen.clear()
+        self._watch_from = timezone.now() - SNAPSHOT_SLACK
         snapshot = await self._snapshot()
         if snapshot is None:
             await self.send(text_data=fragments.access_lost_header_html())
@@ -134,6 +151,7 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         self._clock_changed.set()  # the snapshot found the panel's next move anew
 
     async def disconnect(self, code: int) -> None:
+        reconciler.unwatch(self)
         if getattr(self, "_counted", False):
             self._counted = False
             metrics.OPEN_SOCKETS.labels("dashboard").dec()
@@ -210,7 +228,10 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         await super().dispatch(message)
 
     async def session_change(self, event: dict[str, Any]) -> None:
-        summary = event["session"]
+        async with self._push_lock:
+            await self._apply(event["session"])
+
+    async def _apply(self, summary: dict[str, Any]) -> None:
         sid = summary["id"]
         # One push may arrive through several groups (an admin who also owns the session).
         if self.seen.get(sid, -1) >= summary["version"] and not summary["deleted"]:
@@ -239,6 +260,37 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         if move is not None and (self._next_move is None or move < self._next_move):
             self._next_move = move
             self._clock_changed.set()
+
+    # --- repair -----------------------------------------------------------------------------
+
+    async def reconcile(self, changes: Routed) -> None:
+        """Called by the process's reconciler with recent changes as they were a tick ago,
+        under the groups their pushes went to: load and push the sessions this viewer may see
+        and was not pushed at least that version. Changes older than this socket's snapshot
+        are in the snapshot already."""
+        if self._closing or not hasattr(self, "access"):
+            return
+        candidates = {c["id"]: c for g in self.groups_joined for c in changes.get(g, ())}
+        missed = [
+            str(sid)
+            for sid, change in candidates.items()
+            if change["updated_at"] >= self._watch_from
+            and self.seen.get(str(sid), -1) < change["version"]
+            and selectors.may_view(self.access, **_facts(change))
+        ]
+        if len(missed) > REPAIR_LIMIT:
+            # Far behind (a long Redis outage): a fresh snapshot, as on a reconnect, costs a
+            # page of queries instead of a load per session.
+            self.paged, self.new_count = False, 0
+            self._request_snapshot()
+        elif missed:
+            await self.guarded(self._repair, {"type": "repair", "ids": missed})
+
+    async def _repair(self, message: dict[str, Any]) -> None:
+        summaries = await database_sync_to_async(broadcast.build_messages)(message["ids"])
+        for summary in summaries:
+            metrics.RECONCILE_REPAIRS.inc()
+            await self.session_change({"session": summary})
 
     # --- time -------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from django.views import defaults
 
 from sessions_app import edge
 from sessions_app.api.errors import error_body
+from sessions_app.errors import NotFound
 
 API_PREFIX = "/api/"
 
@@ -47,6 +48,15 @@ def form_problem(request: HttpRequest) -> str | None:
                         "surrogates."
                     )
     return None
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: a path no route matches. Under the API that is the JSON error shape like
+    every other API answer (a client reads `code`), elsewhere the styled page."""
+    if request.path.startswith(API_PREFIX):
+        status, body = error_body(NotFound(request.path))
+        return JsonResponse(body, status=status)
+    return defaults.page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

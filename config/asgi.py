@@ -14,8 +14,11 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from command_center.routing import websocket_urlpatterns as dashboard_routes  # noqa: E402
+from config import daphne_close_codes  # noqa: E402
 from sessions_app.edge import SocketGuard  # noqa: E402
 from sessions_app.runtime.routing import websocket_urlpatterns as runtime_routes  # noqa: E402
+
+daphne_close_codes.install()
 
 application = ProtocolTypeRouter(
     {

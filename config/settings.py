@@ -195,6 +195,10 @@ if envbool("SCC_BEHIND_PROXY", False):
 
 # --- product knobs ----------------------------------------------------------------------------
 SCC_BROADCAST_COALESCE_MS = envint("SCC_BROADCAST_COALESCE_MS", 100, minimum=0)
+# How often each web process compares the last seconds of session changes with what its
+# dashboard sockets were pushed, and repairs what is missing (command_center/reconcile.py);
+# 0 turns the repair off.
+SCC_RECONCILE_MS = envint("SCC_RECONCILE_MS", 2000, minimum=0)
 SCC_STOP_GRACE_SECONDS = envint("SCC_STOP_GRACE_SECONDS", 120, minimum=1)
 # A runtime not heard from this long has its agents' live sessions flagged "runtime lost"; a
 # connected runtime socket counts as heard every SCC_RUNTIME_HEARTBEAT_SECONDS.

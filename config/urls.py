@@ -24,4 +24,5 @@ urlpatterns = [
 
 # One answer for whatever escapes a view or a middleware: 503 + Retry-After when the database is
 # away (JSON on the API, a page elsewhere), the error shape on the API otherwise.
+handler404 = "command_center.edge.not_found"
 handler500 = "command_center.edge.server_error"

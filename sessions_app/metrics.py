@@ -36,6 +36,10 @@ PUSH_LAG = Histogram(
     "From publish to the frame sent on a dashboard socket",
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
 )
+RECONCILE_REPAIRS = Counter(
+    "scc_reconcile_repairs_total",
+    "Session pushes a dashboard socket missed and the reconciliation loaded and sent",
+)
 SWEEP_DURATION = Histogram(
     "scc_sweep_duration_seconds",
     "Duration of one sweep run",

@@ -21,6 +21,31 @@ HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
+def openapi_extra() -> dict[str, Any]:
+    """The header as the OpenAPI document declares it on every operation `idempotent` wraps
+    (the wrapper reads it before ninja parses anything, so ninja does not see a parameter).
+    A fresh dict per operation: ninja merges it into the operation's own parameter list."""
+    return {
+        "parameters": [
+            {
+                "in": "header",
+                "name": HEADER,
+                "required": False,
+                "description": "Any printable ASCII string up to 255 characters, new for each "
+                "logical request and reused on its retries: the same key and body replay the first "
+                "answer (with `Idempotent-Replayed: true`), the same key with another body is 422, "
+                "a retry while the first is still running is 409. Kept at least 24 hours.",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": "^[ -~]+$",
+                },
+            }
+        ]
+    }
+
+
 def fingerprint(request: HttpRequest) -> str:
     digest = hashlib.sha256()
     for part in (request.method or "", request.get_full_path()):
@@ -67,14 +92,20 @@ def idempotent(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
             replay = JsonResponse(claim.body, status=claim.status, safe=False)
             replay[REPLAYED_HEADER] = "true"
             return replay
-        with transaction.atomic():
-            response = run(request, *args, **kwargs)
-            if response.status_code < 500:
-                services.idempotency_finish(
-                    claim=claim, status=response.status_code, body=json.loads(response.content)
-                )
-            else:
-                transaction.set_rollback(True)
+        try:
+            with transaction.atomic():
+                # Locked until the work commits or rolls back: a retry meanwhile is a 409,
+                # a retry after this process or its connection died takes the key over.
+                services.idempotency_hold(claim=claim)
+                response = run(request, *args, **kwargs)
+                if response.status_code < 500:
+                    services.idempotency_finish(
+                        claim=claim, status=response.status_code, body=json.loads(response.content)
+                    )
+                else:
+                    transaction.set_rollback(True)
+        except DomainError as exc:  # a retry took the key over: this request did nothing
+            return _answer(exc)
         if response.status_code >= 500:
             # If the database is still unreachable, the claim is taken over once abandoned.
             with contextlib.suppress(DatabaseError):

@@ -14,6 +14,7 @@ from ninja.decorators import decorate_view
 from ninja.params.functions import Query
 
 from sessions_app import selectors, services
+from sessions_app.api import idempotency
 from sessions_app.api import serializers as out
 from sessions_app.api.auth import caller, require_personal, require_runtime
 from sessions_app.api.errors import error_body
@@ -67,6 +68,7 @@ def session_json(access: selectors.TokenAccess, session: AgentSession) -> dict[s
     "`concurrency_limit` when the owner is at the agent's cap (`details`: limit, current). With an `Idempotency-Key` header a retry gets the first answer instead "
     "of a second session: same key and body replay it, same key with another body is 422, a "
     "duplicate while the first is running is 409 (see docs/api.md).",
+    openapi_extra=idempotency.openapi_extra(),
 )
 @decorate_view(idempotent)
 def session_create(request: HttpRequest, data: SessionCreateIn) -> Status[dict[str, Any]]:
@@ -282,6 +284,7 @@ _ACTION_DOC = (
     response={200: SessionOut, **ACTION_ERRORS},
     summary="Cancel a flow run or background task (not resumable)",
     description=_ACTION_DOC,
+    openapi_extra=idempotency.openapi_extra(),
 )
 @decorate_view(idempotent)
 def session_cancel(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
@@ -293,6 +296,7 @@ def session_cancel(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     response={200: SessionOut, **ACTION_ERRORS},
     summary="Stop (stopping until the runtime confirms)",
     description=_ACTION_DOC,
+    openapi_extra=idempotency.openapi_extra(),
 )
 @decorate_view(idempotent)
 def session_stop(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
@@ -304,6 +308,7 @@ def session_stop(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     response={200: SessionOut, **ACTION_ERRORS},
     summary="Pause",
     description=_ACTION_DOC,
+    openapi_extra=idempotency.openapi_extra(),
 )
 @decorate_view(idempotent)
 def session_pause(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
@@ -315,6 +320,7 @@ def session_pause(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     response={200: SessionOut, **ACTION_ERRORS},
     summary="Resume a paused, stopped or idle session",
     description=_ACTION_DOC,
+    openapi_extra=idempotency.openapi_extra(),
 )
 @decorate_view(idempotent)
 def session_resume(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
@@ -326,6 +332,7 @@ def session_resume(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     response={200: SessionOut, **ACTION_ERRORS},
     summary="End a chat",
     description=_ACTION_DOC,
+    openapi_extra=idempotency.openapi_extra(),
 )
 @decorate_view(idempotent)
 def session_end(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
@@ -348,6 +355,7 @@ def _decide(
     response={200: SessionOut, **ACTION_ERRORS},
     summary="Approve the waiting checkpoint",
     description=_ACTION_DOC,
+    openapi_extra=idempotency.openapi_extra(),
 )
 @decorate_view(idempotent)
 def checkpoint_approve(
@@ -361,6 +369,7 @@ def checkpoint_approve(
     response={200: SessionOut, **ACTION_ERRORS},
     summary="Reject the waiting checkpoint (the runtime fails the run)",
     description=_ACTION_DOC,
+    openapi_extra=idempotency.openapi_extra(),
 )
 @decorate_view(idempotent)
 def checkpoint_reject(
@@ -374,6 +383,7 @@ def checkpoint_reject(
     response={201: MessageOut, **ACTION_ERRORS},
     summary="Send a message to the session's agent",
     description=_ACTION_DOC,
+    openapi_extra=idempotency.openapi_extra(),
 )
 @decorate_view(idempotent)
 def message_send(request: HttpRequest, session_id: UUID, data: MessageIn) -> Status[dict[str, Any]]:

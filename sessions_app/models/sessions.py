@@ -218,6 +218,9 @@ class AgentSession(models.Model):
                 )
             ),
             models.Index(fields=["owner", "status_group"], name="session_owner_group_idx"),
+            # The dashboards' reconciliation reads the last seconds of changes every tick
+            # (selectors/changes.py); every visible change moves `updated_at` (lifecycle.bump).
+            models.Index(fields=["updated_at"], name="session_updated_idx"),
             # Policy sweeps: only open sessions are ever due, so index only those.
             models.Index(
                 fields=["last_activity_at"],

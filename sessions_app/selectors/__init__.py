@@ -39,6 +39,7 @@ from sessions_app.selectors.bulk import (
     bulk_targets,
     rule_rows,
 )
+from sessions_app.selectors.changes import sessions_changed_since
 from sessions_app.selectors.insights import WINDOW_DAYS, Insights, insights_for
 from sessions_app.selectors.lineage import (
     HIDDEN_TITLE,
@@ -179,6 +180,7 @@ __all__ = [
     "session_get_for_token",
     "session_get_for_user",
     "session_page",
+    "sessions_changed_since",
     "sessions_visible_to",
     "sessions_visible_to_token",
     "status_history",

@@ -41,6 +41,7 @@ from sessions_app.services.idempotency import (
     Replay,
     idempotency_begin,
     idempotency_finish,
+    idempotency_hold,
     idempotency_purge,
     idempotency_release,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "hash_token",
     "idempotency_begin",
     "idempotency_finish",
+    "idempotency_hold",
     "idempotency_purge",
     "idempotency_release",
     "may_manage_token",

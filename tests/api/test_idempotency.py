@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from sessions_app import services
@@ -206,3 +206,57 @@ def test_the_same_create_three_times_concurrently_makes_one_session(
     assert set(answers) <= {201, 409}
     assert 201 in answers
     assert AgentSession.objects.filter(title="Once").count() == 1
+
+
+def _orphan_claim(seconds_old: float) -> None:
+    """The first create's claim as a request that is still running or died left it."""
+    IdempotencyKey.objects.update(
+        response_status=None,
+        response_body=None,
+        created_at=timezone.now() - timedelta(seconds=seconds_old),
+    )
+    AgentSession.objects.all().delete()  # its work was rolled back (or is not committed yet)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_whose_request_died_is_taken_over_without_waiting(
+    runtime: Api, body: dict[str, Any]
+) -> None:
+    # A database outage cut the first request's connection: nobody holds its claim's lock.
+    assert create(runtime, body).status_code == 201
+    _orphan_claim(seconds_old=5)
+    assert create(runtime, body).status_code == 201
+    assert AgentSession.objects.filter(title="Once").count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_whose_request_still_runs_is_a_409_at_any_age_below_the_limit(
+    runtime: Api, body: dict[str, Any]
+) -> None:
+    # Control for the test above: the same claim, locked as a running first request holds it.
+    assert create(runtime, body).status_code == 201
+    _orphan_claim(seconds_old=5)
+    locked, release = threading.Event(), threading.Event()
+
+    def first_request_running() -> None:
+        try:
+            with transaction.atomic():
+                list(IdempotencyKey.objects.select_for_update().values_list("pk", flat=True))
+                locked.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=first_request_running)
+    holder.start()
+    try:
+        assert locked.wait(timeout=10)
+        response = create(runtime, body)
+        assert response.status_code == 409
+        assert error(response)["code"] == "idempotency_in_flight"
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    assert AgentSession.objects.filter(title="Once").count() == 0

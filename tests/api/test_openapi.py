@@ -53,6 +53,48 @@ def test_the_openapi_document_lists_every_endpoint(world: Any) -> None:
     assert doc["components"]["securitySchemes"]["TokenAuth"]["scheme"] == "bearer"
 
 
+IDEMPOTENT_OPERATIONS = [
+    "/api/v1/sessions",
+    *(
+        f"/api/v1/sessions/{{session_id}}/{action}"
+        for action in (
+            "cancel",
+            "stop",
+            "pause",
+            "resume",
+            "end",
+            "checkpoint/approve",
+            "checkpoint/reject",
+            "messages",
+        )
+    ),
+]
+
+
+@pytest.mark.parametrize("path", IDEMPOTENT_OPERATIONS)
+def test_every_creating_and_acting_operation_declares_the_idempotency_key(
+    world: Any, path: str
+) -> None:
+    operation = Api(None).get("/openapi.json").json()["paths"][path]["post"]
+    headers = {p["name"]: p for p in operation.get("parameters", []) if p["in"] == "header"}
+    assert headers["Idempotency-Key"]["required"] is False
+    assert headers["Idempotency-Key"]["schema"]["maxLength"] == 255
+    # Declared beside, not instead of, the operation's own parameters.
+    if "{session_id}" in path:
+        assert any(p["name"] == "session_id" for p in operation["parameters"])
+
+
+def test_reads_and_ingest_declare_no_idempotency_key(world: Any) -> None:
+    # Control: the declaration is per operation, not pasted onto every path.
+    paths = Api(None).get("/openapi.json").json()["paths"]
+    for path, method in (
+        ("/api/v1/sessions", "get"),
+        ("/api/v1/sessions/{session_id}/events", "post"),
+    ):
+        names = [p["name"] for p in paths[path][method].get("parameters", [])]
+        assert "Idempotency-Key" not in names
+
+
 def test_the_interactive_docs_are_served(world: Any) -> None:
     response = Api(None).client.get("/api/v1/docs")
     assert response.status_code == 200

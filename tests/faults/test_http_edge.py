@@ -203,3 +203,39 @@ def test_the_database_away_in_a_middleware_is_still_a_503(owner_client: Client) 
         response = owner_client.get("/sessions/")
     assert response.status_code == 503
     assert "Temporarily unavailable" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "path", ["/nope", "/runtime/commands/a/b/ack", "/sessions/x/y/z", "/runtime/commands/"]
+)
+def test_an_api_path_no_route_matches_is_a_json_404(runtime: Api, path: str) -> None:
+    response = runtime.post(path, {})
+    assert response.status_code == 404
+    assert error(response)["code"] == "not_found"
+
+
+def test_a_page_path_no_route_matches_is_the_styled_404_page(owner_client: Client) -> None:
+    response = owner_client.get("/no/such/page/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize(
+    "query", ["title__regex=(", "status__iregex=*", "title__startswith=a", "owner__password=x"]
+)
+def test_an_admin_changelist_refuses_lookups_it_offers_no_filter_for(
+    world: Any, query: str
+) -> None:
+    client = Client(raise_request_exception=False)
+    client.force_login(world.admin)
+    f.make_session(world.agent, world.owner)
+    assert client.get(f"/admin/sessions_app/agentsession/?{query}").status_code == 400
+
+
+@pytest.mark.parametrize("query", ["", "kind__exact=chat", "status_group__exact=active", "q=x"])
+def test_an_admin_changelist_keeps_its_own_filters_and_search(world: Any, query: str) -> None:
+    # Control for the test above: what the changelist's filters and search box send still works.
+    client = Client(raise_request_exception=False)
+    client.force_login(world.admin)
+    f.make_session(world.agent, world.owner)
+    assert client.get(f"/admin/sessions_app/agentsession/?{query}").status_code == 200
