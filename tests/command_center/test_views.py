@@ -327,7 +327,8 @@ def test_usage_shows_on_rows_detail_and_export(owner_client, world) -> None:
     assert "<dt>Tokens in</dt><dd>12000</dd>" in detail
     assert "<dt>Cost</dt>" in detail
     assert "Usage · 12000 tokens in · 345 out" in detail  # the transcript line
-    export = owner_client.get(reverse("session_export", args=[s.pk])).json()
+    response = owner_client.get(reverse("session_export", args=[s.pk]))
+    export = json.loads(b"".join(response.streaming_content))
     assert export["session"]["usage"] == {"tokens_in": 12000, "tokens_out": 345, "cost": "1.500000"}
 
 
