@@ -12,6 +12,7 @@ Times are `time.monotonic()`, which is the same clock in every process of the ma
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import re
 import time
@@ -134,10 +135,9 @@ class Fleet:
 
     def __exit__(self, *exc: object) -> None:
         if self.process.is_alive():
-            try:
+            # A fleet that no longer answers is killed below.
+            with contextlib.suppress(Exception, SystemExit):
                 self.ask("quit", timeout=60)
-            except Exception:
-                pass
             self.process.join(timeout=10)
         if self.process.is_alive():
             self.process.kill()

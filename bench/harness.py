@@ -40,7 +40,9 @@ KEEP = os.environ.get("BENCH_KEEP_DB", "") not in ("", "0")
 RESULTS = ROOT / "bench" / "results"
 LOGS = ROOT / "var" / "bench"
 DAPHNE = Path(sys.executable).parent / "daphne"
-MACHINE = "2 cores shared with other engineers' test runs; PostgreSQL 15 and Redis on the same machine"
+MACHINE = (
+    "2 cores shared with other engineers' test runs; PostgreSQL 15 and Redis on the same machine"
+)
 
 
 # --- databases ----------------------------------------------------------------------------------
@@ -65,7 +67,10 @@ def _admin() -> Any:
 
 def database_exists(name: str) -> bool:
     with _admin() as conn:
-        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+        return (
+            conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            is not None
+        )
 
 
 def drop_database(name: str) -> None:
@@ -133,7 +138,13 @@ def use_database(name: str) -> None:
     connection.settings_dict["NAME"] = name
 
 
-_DJANGO_KEYS = ("DATABASE_URL", "REDIS_URL", "CHANNELS_PREFIX", "CELERY_QUEUE", "DJANGO_SETTINGS_MODULE")
+_DJANGO_KEYS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CHANNELS_PREFIX",
+    "CELERY_QUEUE",
+    "DJANGO_SETTINGS_MODULE",
+)
 
 
 # --- a real daphne --------------------------------------------------------------------------------
@@ -219,7 +230,9 @@ class Daphne:
 
     def tracebacks(self) -> int:
         try:
-            return self.log_path.read_text(errors="replace").count("Traceback (most recent call last)")
+            return self.log_path.read_text(errors="replace").count(
+                "Traceback (most recent call last)"
+            )
         except OSError:
             return 0
 
@@ -255,14 +268,24 @@ def seed_world(
     from django.contrib.auth import get_user_model
 
     from sessions_app import services
-    from sessions_app.models import Agent, Membership, Project, Role, Tenant, TenantMembership, TokenKind
+    from sessions_app.models import (
+        Agent,
+        Membership,
+        Project,
+        Role,
+        Tenant,
+        TenantMembership,
+        TokenKind,
+    )
 
     user_model = get_user_model()
     all_tenants, all_projects, all_agents, all_users = [], [], [], []
     for t in range(tenants):
         tenant = Tenant.objects.create(name=f"Bench {t}", slug=f"bench-{t}")
         people = [user_model.objects.create(username=f"b{t}-user{i}") for i in range(users)]
-        TenantMembership.objects.bulk_create(TenantMembership(tenant=tenant, user=u) for u in people)
+        TenantMembership.objects.bulk_create(
+            TenantMembership(tenant=tenant, user=u) for u in people
+        )
         projs = [
             Project.objects.create(tenant=tenant, name=f"Project {p}", slug=f"p{p}")
             for p in range(projects)
@@ -274,7 +297,10 @@ def seed_world(
         )
         ags = [
             Agent.objects.create(
-                tenant=tenant, project=projs[a % projects], owner=people[a % users], name=f"agent-{a}"
+                tenant=tenant,
+                project=projs[a % projects],
+                owner=people[a % users],
+                name=f"agent-{a}",
             )
             for a in range(agents)
         ]
@@ -295,7 +321,10 @@ def seed_world(
         tenant=tenant, project=projs[0], user=personas["maintainer"].user, role=Role.MAINTAINER
     )
     Membership.objects.create(
-        tenant=tenant, project=projs[1 % len(projs)], user=personas["maintainer"].user, role=Role.MAINTAINER
+        tenant=tenant,
+        project=projs[1 % len(projs)],
+        user=personas["maintainer"].user,
+        role=Role.MAINTAINER,
     )
     Membership.objects.create(
         tenant=tenant, project=projs[0], user=personas["developer"].user, role=Role.DEVELOPER
@@ -303,10 +332,16 @@ def seed_world(
     # Sessions the benches create belong to the first agent's owner, who may use it.
     runtime_user = all_agents[0][0].owner
     _, runtime = services.token_create(
-        tenant=tenant, kind=TokenKind.RUNTIME, name="bench runtime", user=runtime_user, agents=all_agents[0]
+        tenant=tenant,
+        kind=TokenKind.RUNTIME,
+        name="bench runtime",
+        user=runtime_user,
+        agents=all_agents[0],
     )
     for p in personas.values():
-        _, p.token = services.token_create(tenant=tenant, kind=TokenKind.PERSONAL, name="bench", user=p.user)
+        _, p.token = services.token_create(
+            tenant=tenant, kind=TokenKind.PERSONAL, name="bench", user=p.user
+        )
         if logins:
             p.cookie = login_cookie(p.user)
     return World(all_tenants, all_projects, all_agents, all_users, personas, runtime, runtime_user)
@@ -347,7 +382,10 @@ def fmt(value: float, digits: int = 1) -> str:
 
 
 def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|",
+    ]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 

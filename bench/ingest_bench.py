@@ -1,6 +1,6 @@
 """Ingest through a real daphne: events/s and ms per request vs raw psycopg `executemany`.
 
-    .venv/bin/python bench/ingest_bench.py [--events 2000] [--clients 4] [--quick]
+    .venv/bin/python bench/ingest_bench.py [--events 1000] [--clients 4] [--quick]
 
 Creates its own database (`<prefix>_ingest`, see bench/harness.py), starts daphne on it and
 posts the same realistic events (agent messages, thinking, tool calls and results, file edits;
@@ -28,8 +28,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
-import httpx  # noqa: E402
+import harness
+import httpx
+
 
 def make_events(n: int, rng: random.Random) -> list[dict[str, Any]]:
     words = [
@@ -77,13 +78,13 @@ def make_events(n: int, rng: random.Random) -> list[dict[str, Any]]:
     return events
 
 
-
-
 def batches(events: list[Any], size: int) -> list[list[Any]]:
     return [events[i : i + size] for i in range(0, len(events), size)]
 
 
-async def post_all(base: str, token: str, sessions: list[str], bodies: list[list[str]]) -> tuple[float, list[float]]:
+async def post_all(
+    base: str, token: str, sessions: list[str], bodies: list[list[str]]
+) -> tuple[float, list[float]]:
     """Client k posts bodies[k] to sessions[k] one after the other; all clients at once."""
     times: list[float] = []
 
@@ -133,7 +134,9 @@ async def raw_all(url: str, chunks: list[list[list[Any]]]) -> tuple[float, list[
             rows = []
             for e in chunk:
                 seq += 1
-                rows.append((sid, seq, e["event_id"], e["type"], "runtime", Jsonb(e["payload"]), Jsonb({})))
+                rows.append(
+                    (sid, seq, e["event_id"], e["type"], "runtime", Jsonb(e["payload"]), Jsonb({}))
+                )
             t0 = time.perf_counter()
             async with conns[k].transaction(), conns[k].cursor() as cur:
                 await cur.executemany(sql, rows)
@@ -153,16 +156,24 @@ def new_chats(world: harness.World, n: int) -> list[str]:
 
     agent = world.agents[0][0]
     return [
-        str(services.session_create(agent=agent, owner=world.runtime_user, kind="chat", actor="bench", title=f"ingest {k}").pk)
+        str(
+            services.session_create(
+                agent=agent,
+                owner=world.runtime_user,
+                kind="chat",
+                actor="bench",
+                title=f"ingest {k}",
+            ).pk
+        )
         for k in range(n)
     ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=2000, help="events per batch size")
+    parser.add_argument("--events", type=int, default=1000, help="events per batch size")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients")
-    parser.add_argument("--single", type=int, default=300, help="one-client single-event requests")
+    parser.add_argument("--single", type=int, default=200, help="one-client single-event requests")
     parser.add_argument("--quick", action="store_true", help="400 events, 100 single requests")
     args = parser.parse_args()
     if args.quick:
@@ -181,8 +192,22 @@ def main() -> None:
     with harness.Daphne(harness.app_env(name)) as daphne:
         # Warm both paths: imports, the pool, the token cache, first-query plans.
         warm = new_chats(world, args.clients)
-        asyncio.run(post_all(daphne.url, world.runtime_token, warm, [[json.dumps({"events": make_events(5, rng)})] * 1 for _ in warm]))
-        asyncio.run(post_all(daphne.url, world.runtime_token, warm[:1], [[json.dumps({"events": make_events(1, rng)}) for _ in range(20)]]))
+        asyncio.run(
+            post_all(
+                daphne.url,
+                world.runtime_token,
+                warm,
+                [[json.dumps({"events": make_events(5, rng)})] * 1 for _ in warm],
+            )
+        )
+        asyncio.run(
+            post_all(
+                daphne.url,
+                world.runtime_token,
+                warm[:1],
+                [[json.dumps({"events": make_events(1, rng)}) for _ in range(20)]],
+            )
+        )
         asyncio.run(raw_all(url, [[make_events(5, rng)] for _ in range(args.clients)]))
         configs = [(1, 1, args.single)] + [(b, args.clients, args.events) for b in (1, 10, 100)]
         for batch, clients, total in configs:
@@ -196,23 +221,51 @@ def main() -> None:
             app_eps, raw_eps = sent / app_s, sent / raw_s
             key = f"b{batch}_c{clients}"
             numbers[key] = {
-                "batch": batch, "clients": clients, "events": sent,
-                "app_eps": app_eps, "raw_eps": raw_eps, "ratio": app_eps / raw_eps,
-                "app_p50_ms": harness.percentile(app_ms, 50), "app_p99_ms": harness.percentile(app_ms, 99),
-                "raw_p50_ms": harness.percentile(raw_ms, 50), "raw_p99_ms": harness.percentile(raw_ms, 99),
+                "batch": batch,
+                "clients": clients,
+                "events": sent,
+                "app_eps": app_eps,
+                "raw_eps": raw_eps,
+                "ratio": app_eps / raw_eps,
+                "app_p50_ms": harness.percentile(app_ms, 50),
+                "app_p99_ms": harness.percentile(app_ms, 99),
+                "raw_p50_ms": harness.percentile(raw_ms, 50),
+                "raw_p99_ms": harness.percentile(raw_ms, 99),
             }
             n = numbers[key]
-            rows.append([
-                batch, clients, f"{sent:,}", f"{app_eps:,.0f}", f"{raw_eps:,.0f}", f"{n['ratio']:.2f}",
-                harness.fmt(n["app_p50_ms"]), harness.fmt(n["app_p99_ms"]),
-                harness.fmt(n["raw_p50_ms"], 2), harness.fmt(n["raw_p99_ms"], 2),
-            ])
-            print(f"batch {batch}, {clients} client(s): {app_eps:,.0f} ev/s vs raw {raw_eps:,.0f}", flush=True)
+            rows.append(
+                [
+                    batch,
+                    clients,
+                    f"{sent:,}",
+                    f"{app_eps:,.0f}",
+                    f"{raw_eps:,.0f}",
+                    f"{n['ratio']:.2f}",
+                    harness.fmt(n["app_p50_ms"]),
+                    harness.fmt(n["app_p99_ms"]),
+                    harness.fmt(n["raw_p50_ms"], 2),
+                    harness.fmt(n["raw_p99_ms"], 2),
+                ]
+            )
+            print(
+                f"batch {batch}, {clients} client(s): {app_eps:,.0f} ev/s vs raw {raw_eps:,.0f}",
+                flush=True,
+            )
         tracebacks = daphne.tracebacks()
     run.table(
         "Ingest through daphne vs raw psycopg executemany (same run, same database)",
-        ["batch", "clients", "events", "app events/s", "raw events/s", "app / raw",
-         "app ms/request p50", "app p99", "raw ms/batch p50", "raw p99"],
+        [
+            "batch",
+            "clients",
+            "events",
+            "app events/s",
+            "raw events/s",
+            "app / raw",
+            "app ms/request p50",
+            "app p99",
+            "raw ms/batch p50",
+            "raw p99",
+        ],
         rows,
     )
     run.note(f"daphne tracebacks: {tracebacks}")

@@ -36,8 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
-import httpx  # noqa: E402
+import harness
+import httpx
 
 LIVE, RECENT = 200, 1000
 TENANT_SHARE = (0.6, 0.3, 0.1)
@@ -146,10 +146,12 @@ def load(size: int, rng: random.Random) -> None:
     raw = connection.connection
     assert raw is not None
     started = time.monotonic()
-    with raw.cursor() as cur:
-        with cur.copy(f"COPY {AgentSession._meta.db_table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for values in rows():
-                copy.write_row(values)
+    with (
+        raw.cursor() as cur,
+        cur.copy(f"COPY {AgentSession._meta.db_table} ({', '.join(columns)}) FROM STDIN") as copy,
+    ):
+        for values in rows():
+            copy.write_row(values)
     print(f"  COPY {size:,} sessions: {time.monotonic() - started:.0f} s", flush=True)
     started = time.monotonic()
     # Django's connection is in autocommit mode, so the COPY is committed and VACUUM may run.
@@ -169,7 +171,9 @@ def personas() -> dict[str, harness.Persona]:
     out = {}
     for name in harness.PERSONAS:
         user = get_user_model().objects.get(username=f"bench-{name.replace(' ', '-')}")
-        _, token = services.token_create(tenant=tenant, kind=TokenKind.PERSONAL, name="bench", user=user)
+        _, token = services.token_create(
+            tenant=tenant, kind=TokenKind.PERSONAL, name="bench", user=user
+        )
         out[name] = harness.Persona(name, user, harness.login_cookie(user), token)
     return out
 
@@ -206,7 +210,10 @@ def deep_cursor(http: httpx.Client, headers: dict[str, str], depth: int) -> tupl
 def measure(name: str, repeat: int, depth: int) -> dict[str, dict[str, Any]]:
     people = personas()
     out: dict[str, dict[str, Any]] = {}
-    with harness.Daphne(harness.app_env(name)) as daphne, httpx.Client(base_url=daphne.url, timeout=120) as http:
+    with (
+        harness.Daphne(harness.app_env(name)) as daphne,
+        httpx.Client(base_url=daphne.url, timeout=120) as http,
+    ):
         for p in people.values():
             cookie = {"Cookie": f"sessionid={p.cookie}"}
             bearer = {"Authorization": f"Bearer {p.token}"}
@@ -217,10 +224,20 @@ def measure(name: str, repeat: int, depth: int) -> dict[str, dict[str, Any]]:
             cursor, seen = deep_cursor(http, bearer, depth)
             cell["deep rows"] = seen
             cell["API deep page"], _ = timed(
-                http, f"/api/v1/sessions?limit=50&cursor={cursor}" if cursor else "/api/v1/sessions?limit=50", bearer, repeat
+                http,
+                f"/api/v1/sessions?limit=50&cursor={cursor}"
+                if cursor
+                else "/api/v1/sessions?limit=50",
+                bearer,
+                repeat,
             )
             out[p.name] = cell
-            print(f"  {p.name}: " + ", ".join(f"{k} {cell[k]:.1f} ms" for k in ENDPOINTS) + f" (deep at row {seen:,})", flush=True)
+            print(
+                f"  {p.name}: "
+                + ", ".join(f"{k} {cell[k]:.1f} ms" for k in ENDPOINTS)
+                + f" (deep at row {seen:,})",
+                flush=True,
+            )
         out["_tracebacks"] = {"count": daphne.tracebacks()}
     return out
 
@@ -257,7 +274,14 @@ def main() -> None:
     for persona in harness.PERSONAS:
         for size in sizes:
             cell = results[size][persona]
-            rows.append([persona, f"{size:,}", *(harness.fmt(cell[e]) for e in ENDPOINTS), f"{cell['deep rows']:,}"])
+            rows.append(
+                [
+                    persona,
+                    f"{size:,}",
+                    *(harness.fmt(cell[e]) for e in ENDPOINTS),
+                    f"{cell['deep rows']:,}",
+                ]
+            )
     run.table(
         "Median ms per request through daphne (one keep-alive client, sequential)",
         ["persona", "sessions", *ENDPOINTS, "deep page at row"],
@@ -266,17 +290,24 @@ def main() -> None:
     ratio_rows = []
     for persona in harness.PERSONAS:
         a, b = results[small][persona], results[large][persona]
-        ratio_rows.append([
-            persona,
-            f"{b['sessions page'] / a['sessions page']:.2f}x",
-            f"{b['panel'] / a['panel']:.2f}x",
-            f"{b['API first page'] / a['API first page']:.2f}x",
-            f"{b['API deep page'] / b['API first page']:.2f}x",
-        ])
+        ratio_rows.append(
+            [
+                persona,
+                f"{b['sessions page'] / a['sessions page']:.2f}x",
+                f"{b['panel'] / a['panel']:.2f}x",
+                f"{b['API first page'] / a['API first page']:.2f}x",
+                f"{b['API deep page'] / b['API first page']:.2f}x",
+            ]
+        )
     run.table(
         f"Ratios: {large:,} / {small:,} sessions (same persona), and deep / first API page at {large:,}",
-        ["persona", f"sessions page {large:,}/{small:,}", f"panel {large:,}/{small:,}",
-         f"API first page {large:,}/{small:,}", f"API deep/first at {large:,}"],
+        [
+            "persona",
+            f"sessions page {large:,}/{small:,}",
+            f"panel {large:,}/{small:,}",
+            f"API first page {large:,}/{small:,}",
+            f"API deep/first at {large:,}",
+        ],
         ratio_rows,
     )
     tracebacks = sum(results[s]["_tracebacks"]["count"] for s in sizes)

@@ -38,8 +38,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
-import httpx  # noqa: E402
+import harness
+import httpx
 
 # A row of the Sessions list as the consumer pushes it; its progress says "N messages".
 ROW_RE = re.compile(
@@ -375,18 +375,49 @@ def ratio(app: float, raw: float) -> str:
 def table(run: harness.Run, title: str, results: list[Result], raw: Result) -> None:
     rows = []
     for r in [*results, raw]:
-        rows.append([
-            r.name, f"{r.requests - r.unanswered:,} / {r.requests:,}", f"{r.delivered:.1%}",
-            ms(r.p(50)), ms(r.p(95)), ms(r.p(99)), ms(r.p(100)),
-            ms(percentile(r.ingest_ms, 50)), ms(percentile(r.ingest_ms, 99)), f"{r.frame_bytes:.0f}",
-        ])
+        rows.append(
+            [
+                r.name,
+                f"{r.requests - r.unanswered:,} / {r.requests:,}",
+                f"{r.delivered:.1%}",
+                ms(r.p(50)),
+                ms(r.p(95)),
+                ms(r.p(99)),
+                ms(r.p(100)),
+                ms(percentile(r.ingest_ms, 50)),
+                ms(percentile(r.ingest_ms, 99)),
+                f"{r.frame_bytes:.0f}",
+            ]
+        )
     for r in results:
-        rows.append([f"ratio {r.name} / raw", "", "", ratio(r.p(50), raw.p(50)), ratio(r.p(95), raw.p(95)),
-                     ratio(r.p(99), raw.p(99)), "", "", "", ""])
+        rows.append(
+            [
+                f"ratio {r.name} / raw",
+                "",
+                "",
+                ratio(r.p(50), raw.p(50)),
+                ratio(r.p(95), raw.p(95)),
+                ratio(r.p(99), raw.p(99)),
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
     run.table(
         title,
-        ["pipeline", "requests answered", "frames delivered", "p50", "p95", "p99", "max",
-         "ingest p50", "ingest p99", "frame bytes"],
+        [
+            "pipeline",
+            "requests answered",
+            "frames delivered",
+            "p50",
+            "p95",
+            "p99",
+            "max",
+            "ingest p50",
+            "ingest p99",
+            "frame bytes",
+        ],
         rows,
     )
     for r in [*results, raw]:
@@ -399,8 +430,12 @@ def numbers(r: Result, raw: Result) -> dict[str, Any]:
         return None if math.isinf(v) else round(v, 2)
 
     return {
-        "requests": r.requests, "answered": r.requests - r.unanswered, "delivered": r.delivered,
-        "p50_ms": finite(r.p(50)), "p95_ms": finite(r.p(95)), "p99_ms": finite(r.p(99)),
+        "requests": r.requests,
+        "answered": r.requests - r.unanswered,
+        "delivered": r.delivered,
+        "p50_ms": finite(r.p(50)),
+        "p95_ms": finite(r.p(95)),
+        "p99_ms": finite(r.p(99)),
         "ingest_p50_ms": finite(percentile(r.ingest_ms, 50)),
         "ingest_p99_ms": finite(percentile(r.ingest_ms, 99)),
         "ratio_p50": None if math.isinf(r.p(50)) else r.p(50) / raw.p(50),

@@ -22,7 +22,9 @@ def _serve(port: int, upstream: tuple[str, int], statements: Any, control: Any, 
     asyncio.run(_proxy(port, upstream, statements, control, ready))
 
 
-async def _proxy(port: int, upstream: tuple[str, int], statements: Any, control: Any, ready: Any) -> None:
+async def _proxy(
+    port: int, upstream: tuple[str, int], statements: Any, control: Any, ready: Any
+) -> None:
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
@@ -86,7 +88,9 @@ class StatementCounter:
         self.control = ctx.Value("q", 0)
         self.ready = ctx.Event()
         self.process = ctx.Process(
-            target=_serve, args=(port, upstream, self.statements, self.control, self.ready), daemon=True
+            target=_serve,
+            args=(port, upstream, self.statements, self.control, self.ready),
+            daemon=True,
         )
 
     def __enter__(self) -> StatementCounter:

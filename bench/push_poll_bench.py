@@ -32,10 +32,10 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import fleet  # noqa: E402
-import harness  # noqa: E402
-import httpx  # noqa: E402
-import pgcount  # noqa: E402
+import fleet
+import harness
+import httpx
+import pgcount
 
 RUNS, EVERY, POLL = 10, 5.0, 2.0
 STATE: dict[str, str] = {}  # each run's status (they start pending)
@@ -46,7 +46,11 @@ def make_runs(world: harness.World) -> list[str]:
 
     agent = world.agents[0][0]
     return [
-        str(services.session_create(agent=agent, owner=agent.owner, kind="flow_run", actor="bench", title=f"churn {k}").pk)
+        str(
+            services.session_create(
+                agent=agent, owner=agent.owner, kind="flow_run", actor="bench", title=f"churn {k}"
+            ).pk
+        )
         for k in range(RUNS)
     ]
 
@@ -58,7 +62,9 @@ def status_event(to: str) -> dict[str, Any]:
 async def churn(base: str, token: str, runs: list[str], seconds: float) -> int:
     """Every run flips running <-> waiting_input every EVERY seconds, staggered."""
     changes = 0
-    async with httpx.AsyncClient(base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
+    async with httpx.AsyncClient(
+        base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    ) as http:
 
         async def one(k: int, session: str) -> None:
             nonlocal changes
@@ -67,7 +73,9 @@ async def churn(base: str, token: str, runs: list[str], seconds: float) -> int:
             while time.monotonic() < end:
                 t0 = time.monotonic()
                 to = "waiting_input" if STATE.get(session) == "running" else "running"
-                answer = await http.post(f"/sessions/{session}/events", json={"events": [status_event(to)]})
+                answer = await http.post(
+                    f"/sessions/{session}/events", json={"events": [status_event(to)]}
+                )
                 answer.raise_for_status()
                 STATE[session] = to
                 changes += 1
@@ -136,38 +144,51 @@ def main() -> None:
     env = harness.app_env(name, DATABASE_URL=url)
     token = world.runtime_token
     out: dict[str, Any] = {"clients": args.clients, "runs": RUNS}
-    with pgcount.StatementCounter((pg.hostname or "127.0.0.1", pg.port or 5432), proxy_port) as counter:
-        with harness.Daphne(env) as daphne:
-            # Runs start pending; the first change makes them run.
-            asyncio.run(churn(daphne.url, token, runs, 0.1))
-            time.sleep(3)
-            print(f"churn only, {args.seconds:g} s ...", flush=True)
-            out["churn"] = phase(counter, lambda: asyncio.run(churn(daphne.url, token, runs, args.seconds)), args.seconds)
-            print(f"churn + {args.clients} pushed dashboards ...", flush=True)
-            with contextlib.ExitStack() as stack:
-                fleets = []
-                for p in people:
-                    share = sum(1 for c in cookies if c == p.cookie)
-                    spec = fleet.Spec(f"{daphne.ws}/ws/command-center/?view=list", daphne.url, p.cookie)
-                    f = stack.enter_context(fleet.Fleet(spec))
-                    f.ask("connect", share, 10)
-                    fleets.append(f)
-                time.sleep(5)
-                for f in fleets:
-                    f.ask("mark")
-                out["push"] = phase(counter, lambda: asyncio.run(churn(daphne.url, token, runs, args.seconds)), args.seconds)
-                out["push"]["frames"] = sum(f.ask("frames") for f in fleets)
-            time.sleep(3)
-            print(f"churn + {args.clients} pollers every {POLL:g} s ...", flush=True)
+    with (
+        pgcount.StatementCounter(
+            (pg.hostname or "127.0.0.1", pg.port or 5432), proxy_port
+        ) as counter,
+        harness.Daphne(env) as daphne,
+    ):
+        # Runs start pending; the first change makes them run.
+        asyncio.run(churn(daphne.url, token, runs, 0.1))
+        time.sleep(3)
+        print(f"churn only, {args.seconds:g} s ...", flush=True)
+        out["churn"] = phase(
+            counter,
+            lambda: asyncio.run(churn(daphne.url, token, runs, args.seconds)),
+            args.seconds,
+        )
+        print(f"churn + {args.clients} pushed dashboards ...", flush=True)
+        with contextlib.ExitStack() as stack:
+            fleets = []
+            for p in people:
+                share = sum(1 for c in cookies if c == p.cookie)
+                spec = fleet.Spec(f"{daphne.ws}/ws/command-center/?view=list", daphne.url, p.cookie)
+                f = stack.enter_context(fleet.Fleet(spec))
+                f.ask("connect", share, 10)
+                fleets.append(f)
+            time.sleep(5)
+            for f in fleets:
+                f.ask("mark")
+            out["push"] = phase(
+                counter,
+                lambda: asyncio.run(churn(daphne.url, token, runs, args.seconds)),
+                args.seconds,
+            )
+            out["push"]["frames"] = sum(f.ask("frames") for f in fleets)
+        time.sleep(3)
+        print(f"churn + {args.clients} pollers every {POLL:g} s ...", flush=True)
 
-            async def churn_and_poll() -> tuple[int, int]:
-                _, polls = await asyncio.gather(
-                    churn(daphne.url, token, runs, args.seconds), polling(daphne.url, cookies, args.seconds)
-                )
-                return polls
+        async def churn_and_poll() -> tuple[int, int]:
+            _, polls = await asyncio.gather(
+                churn(daphne.url, token, runs, args.seconds),
+                polling(daphne.url, cookies, args.seconds),
+            )
+            return polls
 
-            out["poll"] = phase(counter, lambda: asyncio.run(churn_and_poll()), args.seconds)
-            tracebacks = daphne.tracebacks()
+        out["poll"] = phase(counter, lambda: asyncio.run(churn_and_poll()), args.seconds)
+        tracebacks = daphne.tracebacks()
     base = out["churn"]["statements_per_min"]
     push = out["push"]["statements_per_min"] - base
     poll = out["poll"]["statements_per_min"] - base
@@ -175,18 +196,38 @@ def main() -> None:
     out["ratio"] = poll / push if push > 0 else None
     ok, failed = out["poll"]["extra"]
     rows = [
-        ["churn only (10 runs, a change every 5 s each)", f"{base:,.0f}", f"{out['churn']['control_per_min']:,.0f}", "-", ""],
-        [f"churn + {args.clients} pushed dashboards", f"{out['push']['statements_per_min']:,.0f}",
-         f"{out['push']['control_per_min']:,.0f}", f"{push:,.0f}", f"{out['push']['frames']:,} frames received"],
-        [f"churn + {args.clients} pollers, Sessions page every {POLL:g} s", f"{out['poll']['statements_per_min']:,.0f}",
-         f"{out['poll']['control_per_min']:,.0f}", f"{poll:,.0f}", f"{ok:,} pages ({failed} failed)"],
+        [
+            "churn only (10 runs, a change every 5 s each)",
+            f"{base:,.0f}",
+            f"{out['churn']['control_per_min']:,.0f}",
+            "-",
+            "",
+        ],
+        [
+            f"churn + {args.clients} pushed dashboards",
+            f"{out['push']['statements_per_min']:,.0f}",
+            f"{out['push']['control_per_min']:,.0f}",
+            f"{push:,.0f}",
+            f"{out['push']['frames']:,} frames received",
+        ],
+        [
+            f"churn + {args.clients} pollers, Sessions page every {POLL:g} s",
+            f"{out['poll']['statements_per_min']:,.0f}",
+            f"{out['poll']['control_per_min']:,.0f}",
+            f"{poll:,.0f}",
+            f"{ok:,} pages ({failed} failed)",
+        ],
     ]
     run.table(
         f"Statements per minute sent by daphne ({args.seconds:g} s per phase)",
         ["phase", "statements/min", "of which BEGIN/COMMIT/...", "dashboards' share/min", "notes"],
         rows,
     )
-    ratio = f"{out['ratio']:.1f}x" if out["ratio"] else "unbounded (pushing cost no measurable statements)"
+    ratio = (
+        f"{out['ratio']:.1f}x"
+        if out["ratio"]
+        else "unbounded (pushing cost no measurable statements)"
+    )
     run.note(f"polling / pushing, dashboards' share: {ratio}")
     run.note(f"daphne tracebacks: {tracebacks}")
     run.save(results=out, tracebacks=tracebacks)

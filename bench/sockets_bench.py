@@ -31,9 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import fleet  # noqa: E402
-import harness  # noqa: E402
-import httpx  # noqa: E402
+import fleet
+import harness
+import httpx
 
 
 def seed_sessions(world: harness.World, n: int) -> str:
@@ -42,13 +42,19 @@ def seed_sessions(world: harness.World, n: int) -> str:
 
     agent = world.agents[0][0]
     ids = [
-        str(services.session_create(agent=agent, owner=agent.owner, kind="chat", actor="bench", title=f"chat {k}").pk)
+        str(
+            services.session_create(
+                agent=agent, owner=agent.owner, kind="chat", actor="bench", title=f"chat {k}"
+            ).pk
+        )
         for k in range(n)
     ]
     return ids[0]
 
 
-async def post_events(base: str, token: str, session: str, count: int, every: float) -> dict[int, float]:
+async def post_events(
+    base: str, token: str, session: str, count: int, every: float
+) -> dict[int, float]:
     """Post `count` single events, one after the other at most every `every` seconds (so
     message count n is the n-th POST); answers when each count's POST started."""
     started: dict[int, float] = {}
@@ -59,7 +65,11 @@ async def post_events(base: str, token: str, session: str, count: int, every: fl
             delay = begin + i * every - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            event = {"event_id": f"s{time.time_ns()}", "type": "message", "payload": {"role": "agent", "text": f"event {i}"}}
+            event = {
+                "event_id": f"s{time.time_ns()}",
+                "type": "message",
+                "payload": {"role": "agent", "text": f"event {i}"},
+            }
             t0 = time.monotonic()
             answer = await http.post(f"/sessions/{session}/events", json={"events": [event]})
             answer.raise_for_status()
@@ -67,7 +77,9 @@ async def post_events(base: str, token: str, session: str, count: int, every: fl
     return started
 
 
-def latency(started: dict[int, float], deliveries: list[dict[int, float]]) -> tuple[list[float], int]:
+def latency(
+    started: dict[int, float], deliveries: list[dict[int, float]]
+) -> tuple[list[float], int]:
     values: list[float] = []
     expected = len(started) * len(deliveries)
     for out in deliveries:
@@ -96,21 +108,27 @@ def main() -> None:
     admin = world.personas["tenant admin"]
     out: dict[str, Any] = {"sockets": args.sockets, "in_flight": args.in_flight}
     with harness.Daphne(harness.app_env(name)) as daphne:
-        spec = fleet.Spec(f"{daphne.ws}/ws/command-center/?view=list", daphne.url, admin.cookie, watch)
+        spec = fleet.Spec(
+            f"{daphne.ws}/ws/command-center/?view=list", daphne.url, admin.cookie, watch
+        )
         with fleet.Fleet(spec) as f:
             # Warm the server's code paths with one socket, then forget it.
             f.ask("connect", 1, 1)
             f.ask("close", 1)
             time.sleep(2)
             rss_before = daphne.rss_kib()
-            print(f"storm: {args.sockets} sockets, {args.in_flight} handshakes in flight ...", flush=True)
+            print(
+                f"storm: {args.sockets} sockets, {args.in_flight} handshakes in flight ...",
+                flush=True,
+            )
             storm = f.ask("connect", args.sockets, args.in_flight)
             done = [r[1] for r in storm["results"] if r[1] is not None]
             failures = [r[2] for r in storm["results"] if r[1] is None]
             all_in = (max(done) - storm["start"]) if done else math.inf
             each = sorted((r[1] - r[0]) * 1000 for r in storm["results"] if r[1] is not None)
             out["storm"] = {
-                "seconds_to_all_snapshots": all_in, "failures": len(failures),
+                "seconds_to_all_snapshots": all_in,
+                "failures": len(failures),
                 "failure_kinds": sorted(set(failures)),
                 "handshake_to_snapshot_p50_ms": harness.percentile(each, 50),
                 "handshake_to_snapshot_p99_ms": harness.percentile(each, 99),
@@ -118,18 +136,43 @@ def main() -> None:
             run.table(
                 f"Reconnect storm: {args.sockets:,} dashboards (tenant admin, list view) to one fresh daphne, "
                 f"at most {args.in_flight} handshakes in flight",
-                ["sockets", "all snapshots in (s)", "failures", "connect to snapshot p50 (ms)", "p99 (ms)"],
-                [[f"{args.sockets:,}", harness.fmt(all_in, 2), f"{len(failures)} {sorted(set(failures)) or ''}".strip(),
-                  harness.fmt(harness.percentile(each, 50)), harness.fmt(harness.percentile(each, 99))]],
+                [
+                    "sockets",
+                    "all snapshots in (s)",
+                    "failures",
+                    "connect to snapshot p50 (ms)",
+                    "p99 (ms)",
+                ],
+                [
+                    [
+                        f"{args.sockets:,}",
+                        harness.fmt(all_in, 2),
+                        f"{len(failures)} {sorted(set(failures)) or ''}".strip(),
+                        harness.fmt(harness.percentile(each, 50)),
+                        harness.fmt(harness.percentile(each, 99)),
+                    ]
+                ],
             )
             time.sleep(5)
             rss_after = daphne.rss_kib()
             per_socket = (rss_after - rss_before) / max(1, len(done))
-            out["memory"] = {"rss_before_kib": rss_before, "rss_after_kib": rss_after, "sockets": len(done), "kib_per_socket": per_socket}
+            out["memory"] = {
+                "rss_before_kib": rss_before,
+                "rss_after_kib": rss_after,
+                "sockets": len(done),
+                "kib_per_socket": per_socket,
+            }
             run.table(
                 "Idle socket memory (daphne's VmRSS)",
                 ["idle sockets", "RSS before (MiB)", "RSS after (MiB)", "per socket (KiB)"],
-                [[f"{len(done):,}", f"{rss_before / 1024:.1f}", f"{rss_after / 1024:.1f}", f"{per_socket:.1f}"]],
+                [
+                    [
+                        f"{len(done):,}",
+                        f"{rss_before / 1024:.1f}",
+                        f"{rss_after / 1024:.1f}",
+                        f"{per_socket:.1f}",
+                    ]
+                ],
             )
             rows, points = [], []
             open_now = len(done)
@@ -141,15 +184,28 @@ def main() -> None:
                 # A fresh chat per step, so its message counts start from one.
                 watch = seed_sessions(world, 1)
                 f.ask("watch", watch)
-                started = asyncio.run(post_events(daphne.url, world.runtime_token, watch, args.events, 0.5))
+                started = asyncio.run(
+                    post_events(daphne.url, world.runtime_token, watch, args.events, 0.5)
+                )
                 time.sleep(3)
                 values, expected = latency(started, f.ask("deliveries"))
                 delivered = sum(1 for v in values if v != math.inf) / max(1, expected)
                 p50, p99 = harness.percentile(values, 50), harness.percentile(values, 99)
-                points.append({"sockets": open_now, "p50_ms": None if math.isinf(p50) else p50,
-                               "p99_ms": None if math.isinf(p99) else p99, "delivered": delivered})
-                rows.append([f"{open_now:,}", f"{delivered:.1%}", harness.fmt(p50), harness.fmt(p99)])
-                print(f"  {open_now} sockets: p50 {p50:.1f} ms, p99 {p99:.1f} ms, delivered {delivered:.1%}", flush=True)
+                points.append(
+                    {
+                        "sockets": open_now,
+                        "p50_ms": None if math.isinf(p50) else p50,
+                        "p99_ms": None if math.isinf(p99) else p99,
+                        "delivered": delivered,
+                    }
+                )
+                rows.append(
+                    [f"{open_now:,}", f"{delivered:.1%}", harness.fmt(p50), harness.fmt(p99)]
+                )
+                print(
+                    f"  {open_now} sockets: p50 {p50:.1f} ms, p99 {p99:.1f} ms, delivered {delivered:.1%}",
+                    flush=True,
+                )
             out["latency_by_sockets"] = points
             run.table(
                 f"Push latency against the socket count: {args.events} single events, one every 0.5 s, "
