@@ -249,6 +249,7 @@ def main() -> None:
     parser.add_argument("--deep", type=int, default=2400, help="rows to walk for the deep page")
     parser.add_argument("--reuse", action="store_true", help="keep a database already loaded")
     parser.add_argument("--quick", action="store_true", help="10k only, 3 repeats")
+    parser.add_argument("--load-only", action="store_true", help="load (or keep) and stop")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.repeat = "10000", 3
@@ -268,7 +269,10 @@ def main() -> None:
             harness.migrate(name)
             harness.use_database(name)
             load(size, rng)
-        results[size] = measure(name, args.repeat, args.deep)
+        if not args.load_only:
+            results[size] = measure(name, args.repeat, args.deep)
+    if args.load_only:
+        return
     small, large = min(sizes), max(sizes)
     rows = []
     for persona in harness.PERSONAS:
