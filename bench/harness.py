@@ -188,10 +188,13 @@ class Daphne:
     def start(self, timeout: float = 60.0) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
+        # As config/deploy/Procfile runs the web process: a pool of 20 connections unless the
+        # bench says otherwise (BENCH_DB_POOL_SIZE, or DB_POOL_SIZE in its env).
+        env = {"DB_POOL_SIZE": os.environ.get("BENCH_DB_POOL_SIZE", "20"), **self.env}
         self.process = subprocess.Popen(
             [str(DAPHNE), "-b", "127.0.0.1", "-p", str(self.port), self.app],
             cwd=ROOT,
-            env=self.env,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
