@@ -128,12 +128,21 @@ class Broadcaster:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid: int | None = None
-        self._pending: set[uuid.UUID] = set()
+        # Changed sessions not yet published, each with the time it is due (monotonic).
+        self._pending: dict[uuid.UUID, float] = {}
         self._deleted: list[Mapping[str, Any]] = []
         # When the oldest change not yet published was committed (for the broadcast lag metric).
         self._since: float | None = None
         self._scheduled = False
-        self._flushing = False
+        # When the scheduled flush fires (monotonic), and which schedule is current: an earlier
+        # flush may be scheduled over a later one, which then finds itself stale and does nothing.
+        self._due = 0.0
+        self._generation = 0
+        # When each recently published session was last sent: its next change within the
+        # coalescing window waits for the window's end, a change after a quiet spell goes now.
+        self._published: dict[uuid.UUID, float] = {}
+        # Flushes under way (a quiet session may start one while another is still sending).
+        self._flushing = 0
         self._failures = 0
         self._exiting = False
         # Strong references: the loop keeps only weak ones to tasks it runs.
@@ -149,37 +158,59 @@ class Broadcaster:
         return self._loop
 
     def session_changed(self, session_id: uuid.UUID) -> None:
+        """Publish now if the session was quiet for the coalescing window, else at the end of
+        the window since its last push (taking every change made meanwhile along)."""
         with self._lock:
-            self._pending.add(session_id)
-            self._since = self._since or time.monotonic()
-            self._schedule()
+            now = time.monotonic()
+            self._since = self._since or now
+            last = self._published.get(session_id)
+            window = settings.SCC_BROADCAST_COALESCE_MS / 1000
+            due = now if last is None else max(now, last + window)
+            self._pending[session_id] = min(due, self._pending.get(session_id, due))
+            self._schedule(due - now)
 
     def sessions_deleted(self, facts: list[Mapping[str, Any]]) -> None:
         with self._lock:
             self._deleted.extend(facts)
             self._since = self._since or time.monotonic()
-            self._schedule()
+            self._schedule(0.0)
 
-    def _schedule(self, delay: float | None = None) -> None:
-        if self._scheduled:
+    def _schedule(self, delay: float) -> None:
+        """Called with the lock held: make sure a flush fires within `delay`."""
+        due = time.monotonic() + delay
+        if self._scheduled and self._due <= due:
             return
-        self._scheduled = True
+        self._scheduled, self._due = True, due
+        self._generation += 1
+        generation = self._generation
         loop = self._ensure_loop()
-        wait = settings.SCC_BROADCAST_COALESCE_MS / 1000 if delay is None else delay
-        loop.call_soon_threadsafe(lambda: loop.call_later(wait, self._start_flush))
+        loop.call_soon_threadsafe(lambda: loop.call_later(delay, self._start_flush, generation))
 
-    def _start_flush(self) -> None:
+    def _start_flush(self, generation: int | None = None) -> None:
+        if generation is not None and generation != self._generation:
+            return  # replaced by an earlier flush, which reschedules whatever it leaves pending
         task = asyncio.ensure_future(self._flush())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _take(self) -> tuple[set[uuid.UUID], list[Mapping[str, Any]], float | None]:
+    def _take(
+        self, *, everything: bool = False
+    ) -> tuple[set[uuid.UUID], list[Mapping[str, Any]], float | None]:
+        """The sessions due now (all of them at exit), and every deletion. Sessions still
+        inside their window stay pending, with a flush scheduled for the first of them."""
         with self._lock:
-            ids, self._pending = self._pending, set()
+            now = time.monotonic()
+            # A few ms of slack: timers fire a little early or late.
+            ids = {s for s, due in self._pending.items() if everything or due <= now + 0.005}
+            for sid in ids:
+                del self._pending[sid]
             deleted, self._deleted = self._deleted, []
-            since, self._since = self._since, None
+            since, self._since = self._since, (now if self._pending else None)
             self._scheduled = False
-            self._flushing = True
+            self._flushing += 1
+            self._remember_published(ids, now)
+            if self._pending:
+                self._schedule(max(0.0, min(self._pending.values()) - now))
         return ids, deleted, since
 
     async def _flush(self) -> None:
@@ -196,24 +227,34 @@ class Broadcaster:
                 metrics.BROADCAST_LAG.observe(time.monotonic() - since)
             with self._lock:
                 self._failures = 0
-                self._flushing = False
+                self._flushing -= 1
+
+    def _remember_published(self, ids: set[uuid.UUID], now: float) -> None:
+        """Called with the lock held, as a flush takes `ids`: their next change waits for the
+        window (also while this flush is still sending)."""
+        window = settings.SCC_BROADCAST_COALESCE_MS / 1000
+        # Forget sessions quiet for longer than the window: the map stays as small as the
+        # set of sessions changing right now.
+        for sid in [sid for sid, at in self._published.items() if now - at >= window]:
+            del self._published[sid]
+        for sid in ids:
+            self._published[sid] = now
 
     def _retry(self) -> None:
         with self._lock:
-            if self._scheduled or self._flushing or not (self._pending or self._deleted):
-                return  # a flush for a newer change is on its way and takes them along
-            self._scheduled = True
-        self._start_flush()
+            if self._pending or self._deleted:
+                self._schedule(0.0)  # or sooner, if a newer change has a flush on its way
 
     def _failed(self, ids: set[uuid.UUID], deleted: list[Mapping[str, Any]]) -> None:
         # Keep the sessions and try again: a push is built from the current row, so a late or
         # repeated one is still right (consumers drop versions they have seen).
         with self._lock:
-            self._pending |= ids
+            now = time.monotonic()
+            self._pending.update((sid, now) for sid in ids)
             self._deleted = deleted + self._deleted
             delay = RETRY_DELAYS[min(self._failures, len(RETRY_DELAYS) - 1)]
             self._failures += 1
-            self._flushing = False
+            self._flushing -= 1
             if not self._exiting:
                 # A timer of its own: a new change still publishes after the usual short
                 # window (taking these sessions along), it never waits out the backoff.
@@ -236,7 +277,7 @@ class Broadcaster:
             loop = self._loop if self._pid == os.getpid() else None
         if not pending or loop is None or not loop.is_running():
             return
-        ids, deleted, _since = self._take()
+        ids, deleted, _since = self._take(everything=True)
         try:
             messages = _load(ids) + deleted_messages(deleted)
             asyncio.run_coroutine_threadsafe(_send(messages), loop).result(timeout)
@@ -244,7 +285,7 @@ class Broadcaster:
             self._failed(ids, deleted)
         else:
             with self._lock:
-                self._flushing = False
+                self._flushing -= 1
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Block until nothing is pending or being published (tests: before the database is

@@ -108,6 +108,23 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so the daphne and Celery processes started by integration tests
     # see the same test database.
     _db["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+# A connection pool per process (psycopg_pool, Django's "pool" option) for the web process:
+# under daphne every request runs on a new thread, so without one each request opened a fresh
+# PostgreSQL connection (~10 ms) and persistent connections (DB_CONN_MAX_AGE) leaked one per
+# thread. Opt-in per process kind (config/deploy/Procfile sets it for `web`): Celery's prefork
+# children must not inherit a parent's pool.
+DB_POOL_SIZE = envint("DB_POOL_SIZE", 0, minimum=0)
+if DB_POOL_SIZE and _db["ENGINE"] == "django.db.backends.postgresql":
+    _db["CONN_MAX_AGE"] = 0
+    # Check a pooled connection before handing it out, so a PostgreSQL restart costs a
+    # reconnect rather than a failed request.
+    _db["CONN_HEALTH_CHECKS"] = True
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, DB_POOL_SIZE),
+        "max_size": DB_POOL_SIZE,
+        # Waiting longer for a free connection than this is an outage: 503, not a hang.
+        "timeout": 5,
+    }
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

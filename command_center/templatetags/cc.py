@@ -6,6 +6,8 @@ from typing import Any
 
 from django import template
 
+from sessions_app.selectors.keyset import COUNT_CAP
+
 register = template.Library()
 
 
@@ -85,3 +87,12 @@ def sort_key(session: Any) -> str:
     `selectors.LIST_ORDER`), as a string that sorts the same way: live pushes insert by it."""
     micros = int(session.last_activity_at.timestamp() * 1_000_000)
     return f"{micros:020d}-{session.pk}"
+
+
+@register.filter
+def capped(count: Any) -> str:
+    """A panel count as shown: counts stop at selectors.COUNT_CAP ("999+"), so reading them
+    costs the same at any table size."""
+    if isinstance(count, int) and count >= COUNT_CAP:
+        return f"{COUNT_CAP - 1}+"
+    return str(count)

@@ -121,7 +121,7 @@ def session_list(
         flt,
         cursor=cursor or None,
         limit=limit,
-        base=selectors.sessions_visible_to_token(access),
+        branches=selectors.token_audience(access),
     )
     visible = selectors.visible_among(access, selectors.link_ids(page.items))
     return {

@@ -169,6 +169,24 @@ class AgentSession(models.Model):
                 name="session_list_idx",
                 condition=Q(archived_at__isnull=True),
             ),
+            # The same order per grant of DESIGN 7 (selectors/keyset.py): a viewer's page is a
+            # union of short range scans, one per grant, whatever the size of the table.
+            *(
+                models.Index(
+                    column,
+                    F("live").desc(),
+                    F("last_activity_at").desc(),
+                    F("id").desc(),
+                    name=f"session_{column}_list_idx",
+                    condition=condition,
+                )
+                for column, condition in (
+                    ("owner", Q(archived_at__isnull=True)),
+                    ("agent", Q(archived_at__isnull=True)),
+                    # Chats are never visible through their project.
+                    ("project", Q(archived_at__isnull=True) & ~Q(kind=Kind.CHAT)),
+                )
+            ),
             models.Index(fields=["owner", "status_group"], name="session_owner_group_idx"),
             # Policy sweeps: only open sessions are ever due, so index only those.
             models.Index(

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Min, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from sessions_app import states
@@ -22,6 +22,7 @@ from sessions_app.models import (
     Initiative,
     Project,
 )
+from sessions_app.selectors import keyset
 from sessions_app.selectors.access import access_for, actable_q, sessions_visible_to
 from sessions_app.states import Kind
 
@@ -45,6 +46,38 @@ def active_now_q(now: datetime) -> Q:
     )
 
 
+def filter_q(user: Any, flt: SessionFilter, *, now: datetime | None = None) -> Q:
+    """The list filter as a condition, visibility apart."""
+    now = now or timezone.now()
+    q = Q(archived_at__isnull=not flt.archived)
+    if flt.owner == "me":
+        q &= Q(owner_id=getattr(user, "pk", None))
+    elif flt.owner:
+        q &= (
+            Q(owner_id=int(flt.owner))
+            if flt.owner.isascii() and flt.owner.isdigit()
+            else Q(pk__in=[])
+        )
+    if flt.kind:
+        q &= Q(kind=flt.kind)
+    if flt.initiative is not None:
+        q &= Q(initiative_id=flt.initiative)
+    if flt.group:
+        q &= Q(status_group=flt.group)
+    if flt.agent is not None:
+        q &= Q(agent_id=flt.agent)
+    if flt.project is not None:
+        q &= Q(project_id=flt.project)
+    text = flt.q.strip()
+    if text.startswith("#") and len(text) > 1:
+        q &= Q(short_id__startswith=text[1:9].lower())
+    elif text:
+        q &= Q(title_folded__contains=states.fold(text))
+    if flt.active_only:
+        q &= active_now_q(now)
+    return q
+
+
 def filtered_sessions(
     user: Any,
     flt: SessionFilter,
@@ -53,38 +86,23 @@ def filtered_sessions(
     base: QuerySet[AgentSession] | None = None,
 ) -> QuerySet[AgentSession]:
     """`base` replaces the visible set (an API token's scope); it must already be scoped."""
-    now = now or timezone.now()
     qs = sessions_visible_to(user) if base is None else base
-    qs = qs.filter(archived_at__isnull=not flt.archived)
-    if flt.owner == "me":
-        qs = qs.filter(owner_id=getattr(user, "pk", None))
-    elif flt.owner:
-        qs = (
-            qs.filter(owner_id=int(flt.owner))
-            if flt.owner.isascii() and flt.owner.isdigit()
-            else qs.none()
-        )
-    if flt.kind:
-        qs = qs.filter(kind=flt.kind)
-    if flt.initiative is not None:
-        qs = qs.filter(initiative_id=flt.initiative)
-    if flt.group:
-        qs = qs.filter(status_group=flt.group)
-    if flt.agent is not None:
-        qs = qs.filter(agent_id=flt.agent)
-    if flt.project is not None:
-        qs = qs.filter(project_id=flt.project)
-    text = flt.q.strip()
-    if text.startswith("#") and len(text) > 1:
-        qs = qs.filter(short_id__startswith=text[1:9].lower())
-    elif text:
-        qs = qs.filter(title_folded__contains=states.fold(text))
-    if flt.active_only:
-        qs = qs.filter(active_now_q(now))
-    return qs
+    return qs.filter(filter_q(user, flt, now=now))
 
 
-LIST_ORDER = ("-live", "-last_activity_at", "-id")
+def viewer_audience(user: Any) -> list[Q]:
+    """What `user` may see, as index-served branches (selectors/keyset.py)."""
+    access = access_for(user)
+    return keyset.audience(access, access.developer_project_ids)
+
+
+def _actor_audience(user: Any) -> list[Q]:
+    access = access_for(user)
+    return keyset.audience(access, access.maintainer_project_ids)
+
+
+LIST_ORDER = keyset.LIST_ORDER
+_ROW_RELATED = ("agent", "owner", "project", "initiative")
 
 
 def encode_cursor(session: AgentSession) -> str:
@@ -104,13 +122,10 @@ def decode_cursor(cursor: str) -> tuple[bool, datetime, uuid.UUID]:
         raise InvalidCursor from None
 
 
-def after_cursor_q(cursor: str) -> Q:
-    """Keyset condition for rows strictly after the cursor in LIST_ORDER (no OFFSET)."""
-    live, ts, pk = decode_cursor(cursor)
-    later = Q(live=live, last_activity_at__lt=ts) | Q(live=live, last_activity_at=ts, id__lt=pk)
-    if live:
-        later |= Q(live=False)
-    return later
+def after_cursor(cursor: str) -> Any:
+    """Keyset condition for rows strictly after the cursor in LIST_ORDER (no OFFSET): a row
+    value comparison, the range condition of the list indexes."""
+    return keyset.before_row(*decode_cursor(cursor))
 
 
 @dataclass(frozen=True)
@@ -125,19 +140,20 @@ def session_page(
     *,
     cursor: str | None = None,
     limit: int = 50,
-    base: QuerySet[AgentSession] | None = None,
+    branches: list[Q] | None = None,
 ) -> Page:
-    qs = filtered_sessions(user, flt, base=base)
+    """A keyset page of the list. `branches` replaces the viewer's audience (an API token's
+    scope, `selectors.token_audience`)."""
+    rows = AgentSession.objects.filter(filter_q(user, flt))
     if cursor:
-        qs = qs.filter(after_cursor_q(cursor))
-    rows = list(
-        qs.select_related("agent", "owner", "project", "initiative").order_by(*LIST_ORDER)[
-            : limit + 1
-        ]
+        rows = rows.filter(after_cursor(cursor))
+    audience = viewer_audience(user) if branches is None else branches
+    ids = keyset.pick(rows, audience, order=LIST_ORDER, limit=limit + 1)
+    items = keyset.in_order(
+        ids[:limit], AgentSession.objects.select_related(*_ROW_RELATED), LIST_ORDER
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1]) if more and rows else None)
+    more = len(ids) > limit
+    return Page(items, encode_cursor(items[-1]) if more and items else None)
 
 
 def active_now(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:
@@ -146,7 +162,7 @@ def active_now(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSessi
         sessions_visible_to(user)
         .filter(archived_at__isnull=True)
         .filter(active_now_q(now))
-        .select_related("agent", "owner", "project", "initiative")
+        .select_related(*_ROW_RELATED)
         .order_by(*LIST_ORDER)
     )
 
@@ -157,8 +173,8 @@ def recent(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:
         sessions_visible_to(user)
         .filter(archived_at__isnull=True, last_activity_at__gte=now - states.RECENT_WINDOW)
         .exclude(active_now_q(now))
-        .select_related("agent", "owner", "project", "initiative")
-        .order_by("-last_activity_at", "-id")
+        .select_related(*_ROW_RELATED)
+        .order_by(*keyset.RECENT_ORDER)
     )
 
 
@@ -182,9 +198,47 @@ def needs_you(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSessio
     return (
         sessions_visible_to(user)
         .filter(_needs_q(user))
-        .select_related("agent", "owner", "project", "initiative")
+        .select_related(*_ROW_RELATED)
         .order_by(*LIST_ORDER)
     )
+
+
+@dataclass(frozen=True)
+class _Section:
+    rows: QuerySet[AgentSession]
+    audience: list[Q]
+    order: tuple[str, ...]
+    parts: tuple[Q, ...]
+
+
+def _sections(user: Any, now: datetime) -> dict[str, _Section]:
+    """The three disjoint panel sections as index-served reads: needs (you), active (the rest
+    of Active Now), recent (the rest of the last 24 hours). Recent orders by recency alone, so
+    it reads live and ended rows as two index ranges."""
+    needs = _needs_q(user)
+    seen = viewer_audience(user)
+    sessions = AgentSession.objects.all()
+    return {
+        "needs": _Section(
+            sessions.filter(waits_on_a_person_q()), _actor_audience(user), LIST_ORDER, (Q(),)
+        ),
+        "active": _Section(
+            sessions.filter(archived_at__isnull=True).filter(active_now_q(now)).exclude(needs),
+            seen,
+            LIST_ORDER,
+            (Q(),),
+        ),
+        "recent": _Section(
+            sessions.filter(
+                archived_at__isnull=True, last_activity_at__gte=now - states.RECENT_WINDOW
+            )
+            .exclude(active_now_q(now))
+            .exclude(needs),
+            seen,
+            keyset.RECENT_ORDER,
+            (Q(live=False), Q(live=True)),
+        ),
+    }
 
 
 @dataclass(frozen=True)
@@ -196,40 +250,55 @@ class PanelSection:
 def command_center_panel(
     user: Any, *, now: datetime | None = None, limit: int = 15
 ) -> dict[str, PanelSection]:
-    """The three disjoint panel sections: needs (you), active (the rest of Active Now), recent.
-    Six queries whatever the number of rows."""
-    now = now or timezone.now()
-    needs = needs_you(user, now=now)
-    active = active_now(user, now=now).exclude(_needs_q(user))
-    recent_qs = recent(user, now=now).exclude(_needs_q(user))
-    return {
-        name: PanelSection(list(qs[:limit]), qs.count())
-        for name, qs in (("needs", needs), ("active", active), ("recent", recent_qs))
-    }
+    """The panel: the first `limit` items of each section and its count (capped at
+    keyset.COUNT_CAP). Every read is bounded by the page size, not the table."""
+    panel = {}
+    for name, section in _sections(user, now or timezone.now()).items():
+        ids = keyset.pick(
+            section.rows, section.audience, order=section.order, limit=limit, parts=section.parts
+        )
+        items = keyset.in_order(
+            ids, AgentSession.objects.select_related(*_ROW_RELATED), section.order
+        )
+        panel[name] = PanelSection(items, keyset.capped_count(section.rows, section.audience))
+    return panel
 
 
 def command_center_counts(user: Any, *, now: datetime | None = None) -> dict[str, int]:
-    now = now or timezone.now()
     return {
-        "needs": needs_you(user, now=now).count(),
-        "active": active_now(user, now=now).exclude(_needs_q(user)).count(),
-        "recent": recent(user, now=now).exclude(_needs_q(user)).count(),
+        name: keyset.capped_count(section.rows, section.audience)
+        for name, section in _sections(user, now or timezone.now()).items()
     }
 
 
 def filter_facets(user: Any) -> dict[str, Any]:
     """The choices of the list's filter dropdowns: only the people, agents, projects and
-    initiatives the viewer can see sessions of, so a dropdown never names what the list hides."""
+    initiatives the viewer can see sessions of, so a dropdown never names what the list hides.
+
+    Each candidate (of the viewer's workspaces) is kept when one visible session of it exists:
+    a semi-join that stops at the first row of the candidate's index, so the cost follows the
+    number of candidates, not of sessions."""
+    access = access_for(user)
+    tenants = Q() if access.superuser else Q(tenant_id__in=sorted(access.tenant_ids))
+    members = (
+        Q() if access.superuser else Q(tenant_memberships__tenant_id__in=sorted(access.tenant_ids))
+    )
     visible = sessions_visible_to(user)
+
+    def having(field: str) -> Exists:
+        return Exists(visible.filter(**{field: OuterRef("pk")}))
+
     return {
         "people": get_user_model()
-        .objects.filter(pk__in=visible.values("owner_id"))
+        .objects.filter(members)
+        .filter(having("owner_id"))
+        .distinct()
         .order_by("username"),
-        "agents": Agent.objects.filter(pk__in=visible.values("agent_id")).order_by("name"),
-        "projects": Project.objects.filter(pk__in=visible.values("project_id")).order_by("name"),
-        "initiatives": Initiative.objects.filter(
-            pk__in=visible.filter(initiative__isnull=False).values("initiative_id")
-        ).order_by("name"),
+        "agents": Agent.objects.filter(tenants).filter(having("agent_id")).order_by("name"),
+        "projects": Project.objects.filter(tenants).filter(having("project_id")).order_by("name"),
+        "initiatives": Initiative.objects.filter(tenants)
+        .filter(having("initiative_id"))
+        .order_by("name"),
     }
 
 
@@ -237,22 +306,28 @@ def panel_next_move(user: Any, *, now: datetime | None = None) -> datetime | Non
     """When the viewer's panel next changes with nothing else happening: the first chat in
     Active Now to pass its 30 quiet minutes, or the first Recent item to pass 24 hours."""
     now = now or timezone.now()
-    needs = _needs_q(user)
-    quiet_chat = (
-        active_now(user, now=now)
-        .exclude(needs)
-        .filter(kind=Kind.CHAT)
-        .aggregate(first=Min("last_activity_at"))["first"]
-    )
-    oldest_recent = (
-        recent(user, now=now).exclude(needs).aggregate(first=Min("last_activity_at"))["first"]
-    )
-    moves = [
-        t + window
-        for t, window in (
-            (quiet_chat, states.ACTIVE_CHAT_WINDOW),
-            (oldest_recent, states.RECENT_WINDOW),
+    sections = _sections(user, now)
+    moves = []
+    for rows, section, window in (
+        (
+            sections["active"].rows.filter(kind=Kind.CHAT),
+            sections["active"],
+            states.ACTIVE_CHAT_WINDOW,
+        ),
+        (sections["recent"].rows, sections["recent"], states.RECENT_WINDOW),
+    ):
+        oldest = keyset.pick(
+            rows,
+            section.audience,
+            order=("last_activity_at", "id"),
+            limit=1,
+            parts=section.parts,
         )
-        if t is not None
-    ]
+        first = (
+            AgentSession.objects.filter(pk__in=oldest)
+            .values_list("last_activity_at", flat=True)
+            .first()
+        )
+        if first is not None:
+            moves.append(first + window)
     return min(moves) if moves else None

@@ -25,6 +25,7 @@ from sessions_app.models import (
     TenantMembership,
     TokenKind,
 )
+from sessions_app.selectors import keyset
 from sessions_app.selectors.access import access_for, sessions_visible_to
 
 
@@ -114,6 +115,17 @@ def sessions_visible_to_token(access: TokenAccess) -> QuerySet[AgentSession]:
             tenant_id=access.tenant_id, agent_id__in=sorted(access.agent_ids)
         )
     return sessions_visible_to(access.user).filter(tenant_id=access.tenant_id)
+
+
+def token_audience(access: TokenAccess) -> list[Q]:
+    """`sessions_visible_to_token` as index-served branches (selectors/keyset.py)."""
+    if access.is_runtime:
+        return [Q(agent_id=a, tenant_id=access.tenant_id) for a in sorted(access.agent_ids)]
+    person = access_for(access.user)
+    return [
+        branch & Q(tenant_id=access.tenant_id)
+        for branch in keyset.audience(person, person.developer_project_ids)
+    ]
 
 
 SESSION_RELATED = ("agent", "owner", "project", "initiative", "tenant")

@@ -27,6 +27,10 @@ class FlakyLayer:
             raise ConnectionError("redis restarting")
         self.sent.append((group, message))
 
+    def published(self) -> list[dict[str, Any]]:
+        """Each published message once (one message goes to every group that may see it)."""
+        return list({id(m["session"]): m["session"] for _, m in self.sent}.values())
+
 
 def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
@@ -64,9 +68,51 @@ def test_an_exiting_process_publishes_what_is_pending(world: Any) -> None:
         override_settings(SCC_BROADCAST_COALESCE_MS=60_000),
         mock.patch.object(broadcast, "get_channel_layer", return_value=layer),
     ):
+        # The first change of a quiet session goes at once; the next one waits for the window
+        # to close, which this process does not live to see.
         sender.session_changed(session.pk)
+        assert wait_for(lambda: len(layer.published()) == 1)
+        sender.session_changed(session.pk)
+        time.sleep(0.1)
+        assert len(layer.published()) == 1
         sender.flush_at_exit()
+    assert len(layer.published()) == 2
     assert {m["session"]["id"] for _, m in layer.sent} == {str(session.pk)}
+
+
+def test_a_quiet_session_is_published_at_once_and_then_coalesced(world: Any) -> None:
+    session = f.make_session(world.agent, world.owner)
+    other = f.make_session(world.agent, world.owner)
+    broadcast.broadcaster.wait_idle()
+    layer = FlakyLayer(failures=0)
+    sender = broadcast.Broadcaster()
+    with (
+        override_settings(SCC_BROADCAST_COALESCE_MS=2000),
+        mock.patch.object(broadcast, "get_channel_layer", return_value=layer),
+    ):
+        started = time.monotonic()
+        sender.session_changed(session.pk)
+        assert wait_for(lambda: len(layer.published()) == 1)
+        assert time.monotonic() - started < 1.5  # not after the 2 s window
+        # Within the window: these wait and go together, once.
+        sender.session_changed(session.pk)
+        sender.session_changed(session.pk)
+        # Another session, quiet so far, is not held back by the busy one.
+        sender.session_changed(other.pk)
+        assert wait_for(lambda: len(layer.published()) == 2, timeout=1.5)
+        assert time.monotonic() - started < 1.9
+        assert layer.published()[1]["id"] == str(other.pk), [
+            (m["id"], m.get("version"), g) for g, m0 in layer.sent for m in [m0["session"]]
+        ]
+        assert wait_for(lambda: len(layer.published()) == 3, timeout=4.0)
+        elapsed = time.monotonic() - started
+        assert sender.wait_idle()
+    assert elapsed >= 1.95
+    assert [m["id"] for m in layer.published()] == [
+        str(session.pk),
+        str(other.pk),
+        str(session.pk),
+    ]
 
 
 def test_flush_at_exit_with_nothing_pending_returns_at_once() -> None:

@@ -62,6 +62,8 @@ def server_env(**overrides: str) -> dict[str, str]:
         DATABASE_URL=database_url_for_server(),
         DJANGO_SETTINGS_MODULE="config.settings",
         PYTHONUNBUFFERED="1",
+        # As config/deploy/Procfile runs the web process (ignored on SQLite).
+        DB_POOL_SIZE="4",
     )
     env.update(overrides)
     return env

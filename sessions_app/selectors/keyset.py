@@ -1,0 +1,148 @@
+"""Index-shaped reads of "sessions a viewer may see", whatever the size of the table.
+
+Visibility (DESIGN 7) is an OR of grants: own sessions, sessions of agents one owns, a tenant
+one administers, the runs of projects one works on. No single index serves that OR, so at a
+million sessions PostgreSQL read and sorted every candidate row for a page of 50. Here each grant
+is one *audience branch*, an equality on one indexed column (`owner`, `agent`, `tenant`,
+`project`), and a page is the union of per-branch keyset scans, each stopping after `limit` rows
+of its index (`session_list_idx`, `session_owner_list_idx`, `session_agent_list_idx`,
+`session_project_list_idx`). The cost follows the page size and the number of grants, not the
+table.
+
+The keyset cursor compares the row value `(live, last_activity_at, id)`, which an index on
+those columns in that order uses as its range condition.
+
+SQLite (the embedded default) cannot limit the branches of a compound query; there the
+branches are OR-ed into one query, which is the same set of rows.
+"""
+
+from __future__ import annotations
+
+import operator
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from functools import reduce
+from typing import Any
+
+from django.db import connection
+from django.db.models import (
+    BooleanField,
+    DateTimeField,
+    F,
+    Field,
+    Func,
+    Q,
+    QuerySet,
+    UUIDField,
+    Value,
+)
+from django.db.models.lookups import LessThan
+
+from sessions_app.models import Agent, AgentSession, Tenant
+from sessions_app.selectors.access import Access
+from sessions_app.states import Kind
+
+# A count shown as "999+" beyond this: counting is bounded like every other read.
+COUNT_CAP = 1000
+
+# The list order, and the row value of a keyset cursor in it.
+LIST_ORDER = ("-live", "-last_activity_at", "-id")
+RECENT_ORDER = ("-last_activity_at", "-id")
+
+
+class _Row(Func):
+    """`(a, b, c)`: a row value, compared column by column (PostgreSQL and SQLite alike)."""
+
+    template = "(%(expressions)s)"
+    output_field = Field()
+
+
+def before_row(live: bool, last_activity_at: datetime, pk: uuid.UUID) -> LessThan[Any]:
+    """Rows after a cursor in LIST_ORDER: `(live, last_activity_at, id) < (cursor)`."""
+    return LessThan(
+        _Row(F("live"), F("last_activity_at"), F("id")),
+        _Row(
+            Value(live, output_field=BooleanField()),
+            Value(last_activity_at, output_field=DateTimeField()),
+            Value(pk, output_field=UUIDField()),
+        ),
+    )
+
+
+def audience(access: Access, project_ids: frozenset[int]) -> list[Q]:
+    """The grants of `access` as branches, each served by one index. A session is visible
+    when it matches any branch: the same rule as `access.visibility_q` (agreement tested)."""
+    if access.superuser:
+        return [Q(tenant_id=t) for t in Tenant.objects.order_by("pk").values_list("pk", flat=True)]
+    if access.user_id is None or not access.tenant_ids:
+        return []
+    tenants = sorted(access.tenant_ids)
+    branches = [Q(owner_id=access.user_id, tenant_id__in=tenants)]
+    owned_agents = Agent.objects.filter(owner_id=access.user_id, tenant_id__in=tenants)
+    branches += [Q(agent_id=a) for a in owned_agents.order_by("pk").values_list("pk", flat=True)]
+    branches += [Q(tenant_id=t) for t in sorted(access.admin_tenant_ids)]
+    # Chats are private to their owner, the agent owner and tenant admins; the project index
+    # holds no chats, so the condition is written as the index's own.
+    branches += [
+        Q(project_id=p, tenant_id__in=tenants) & ~Q(kind=Kind.CHAT) for p in sorted(project_ids)
+    ]
+    return branches
+
+
+def _union_ok(branches: Sequence[Q]) -> bool:
+    return len(branches) > 1 and bool(connection.features.supports_slicing_ordering_in_compound)
+
+
+def _either(branches: Sequence[Q]) -> Q:
+    return reduce(operator.or_, branches)
+
+
+def pick(
+    rows: QuerySet[AgentSession],
+    branches: Sequence[Q],
+    *,
+    order: Sequence[str],
+    limit: int,
+    parts: Sequence[Q] = (Q(),),
+) -> list[uuid.UUID]:
+    """The ids of the first `limit` rows of `rows` in `order` among the audience.
+
+    `parts` splits each branch further where one index range cannot give the order itself
+    (Recent orders by recency across live and ended rows: one range each)."""
+    if not branches:
+        return []
+    keys = [name.lstrip("-") for name in order]
+    if not _union_ok([*branches, *parts[1:]]):
+        picked = rows.filter(_either(branches)).filter(_either(parts)).order_by(*order)[:limit]
+        return list(picked.values_list("id", flat=True))
+    scans = [
+        rows.filter(branch, part).order_by(*order).values_list(*keys)[:limit]
+        for branch in branches
+        for part in parts
+    ]
+    first, *rest = scans
+    union = first.union(*rest).order_by(*order)[:limit]
+    return [row[keys.index("id")] for row in union]
+
+
+def capped_count(
+    rows: QuerySet[AgentSession], branches: Sequence[Q], *, cap: int | None = None
+) -> int:
+    """How many rows of `rows` the audience sees, counted up to `cap` (COUNT_CAP by default;
+    each branch reads at most that many index entries)."""
+    cap = COUNT_CAP if cap is None else cap
+    if not branches:
+        return 0
+    if not _union_ok(branches):
+        return rows.filter(_either(branches)).values("id")[:cap].count()
+    scans = [rows.filter(branch).values_list("id")[:cap] for branch in branches]
+    first, *rest = scans
+    return min(first.union(*rest).count(), cap)
+
+
+def in_order(ids: Sequence[uuid.UUID], rows: QuerySet[AgentSession], order: Sequence[str]) -> Any:
+    """The full rows for `ids`, in `order` (one query by primary key)."""
+    if not ids:
+        return []
+    return list(rows.filter(pk__in=list(ids)).order_by(*order))
