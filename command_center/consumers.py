@@ -27,10 +27,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import timezone
 
-from command_center import filters, fragments
+from command_center import filters, fragments, snapshots
 from command_center.broadcast import access_group, groups_for_access
 from sessions_app import edge, errors, metrics, selectors
-from sessions_app.states import Kind
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +91,14 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
             await self.close(code=CLOSE_BAD_REQUEST)
             return
         self.user = user
+        # Handshake first: in a reconnect storm the rest may queue behind other sockets' work,
+        # and daphne drops a handshake that is not answered within 5 s.
+        await self.accept()
         # Fresh: the user object of a socket lives as long as the socket.
         await self._refresh_access()
-        await self.accept()
         self._counted = True
         metrics.OPEN_SOCKETS.labels("dashboard").inc()
-        snapshot = await database_sync_to_async(self._snapshot)()
+        snapshot = await self._snapshot()
         self._last_snapshot = time.monotonic()
         if snapshot is None:
             await self.close(code=CLOSE_NOT_FOUND)
@@ -115,6 +116,8 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         for group in set(wanted) - set(self.groups_joined):
             await self.channel_layer.group_add(group, self.channel_name)
         self.groups_joined = wanted
+        # From here on every change reaches this socket as a push (snapshots.py).
+        self.joined_at = time.monotonic()
 
     async def access_changed(self, event: dict[str, Any]) -> None:
         """The viewer's memberships, roles or agents changed: show only what they may see now."""
@@ -122,7 +125,7 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         self.paged, self.new_count = False, 0
         # Versions seen under the old access must not keep a now-visible session's next push out.
         self.seen.clear()
-        snapshot = await database_sync_to_async(self._snapshot)()
+        snapshot = await self._snapshot()
         if snapshot is None:
             await self.send(text_data=fragments.access_lost_header_html())
             await self.close(code=CLOSE_FORBIDDEN)
@@ -134,11 +137,16 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         if getattr(self, "_counted", False):
             self._counted = False
             metrics.OPEN_SOCKETS.labels("dashboard").dec()
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
         for task in (self._counts_task, self._clock_task, self._snapshot_task):
             if task is not None and not task.done():
                 task.cancel()
+        try:
+            for group in self.groups_joined:
+                await self.channel_layer.group_discard(group, self.channel_name)
+        except Exception:
+            # Thousands of sockets closing at once (a restart) while Redis is busy or away:
+            # the layer forgets this channel with its connection anyway; not worth a traceback.
+            log.warning("leaving %d group(s) failed", len(self.groups_joined), exc_info=False)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The page says when the viewer has loaded more pages (then new rows become an
@@ -168,30 +176,26 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
 
     async def _send_snapshot(self, message: dict[str, Any]) -> None:
         self._last_snapshot = time.monotonic()
-        await self.send(text_data=await database_sync_to_async(self._snapshot)() or "")
+        # Pushes met while paged were counted, not applied: only a build from now on will do.
+        await self.send(text_data=await self._snapshot(since=time.monotonic()) or "")
 
     # --- snapshot ---------------------------------------------------------------------------
 
-    def _snapshot(self) -> str | None:
-        self._next_move = selectors.panel_next_move(self.user)
-        parts = [fragments.panel_body_html(self.user), fragments.panel_counts_html(self.user)]
-        if self.view == "list":
-            page = selectors.session_page(self.user, self.flt, limit=50)
-            parts.append(fragments.list_html(page, self.flt))
-            parts.append(fragments.new_banner_html(0))
-        elif self.view == "detail":
-            try:
-                session = selectors.session_get_for_user(self.user, self.session_id)
-            except errors.NotFound:
-                return None
-            self.last_seq = session.last_seq
-            self.composer_open = session.kind == Kind.CHAT and not session.is_terminal
-            parts += [
-                fragments.header_html(self.user, session),
-                fragments.side_html(self.user, session),
-                fragments.transcript_html(session),
-            ]
-        return "".join(parts)
+    async def _snapshot(self, since: float | None = None) -> str | None:
+        """This socket's view now, shared with sockets asking for the same view at the same
+        time (snapshots.py); None when a detail view's session is gone or hidden. `since`: the
+        oldest build start acceptable (default: when this socket joined its groups)."""
+        key = (self.user.pk, self.access, self.view, self.flt, self.session_id)
+        snapshot: snapshots.Snapshot = await snapshots.shared.get(
+            key,
+            joined_at=self.joined_at if since is None else since,
+            make=lambda: snapshots.build(self.user, self.view, self.flt, self.session_id),
+        )
+        self._next_move = snapshot.next_move
+        if self.view == "detail":
+            self.last_seq = snapshot.last_seq
+            self.composer_open = snapshot.composer_open
+        return snapshot.html
 
     # --- pushes -----------------------------------------------------------------------------
 
@@ -283,9 +287,10 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
             summary, self.flt, viewer_id=self.access.user_id
         ):
             return [html["row_remove"]]
-        if self.paged:
-            # The viewer is reading further down: update a row in place if it is shown, and
-            # count the rest instead of moving the list under their eyes.
+        if self.paged or self.flt.sort:
+            # The viewer is reading further down (or a list sorted by usage, whose order the
+            # page cannot keep by itself): update a row in place if it is shown, and count the
+            # rest instead of moving the list under their eyes.
             self.new_count += 1
             return [html["row_update"], fragments.new_banner_html(self.new_count)]
         return [html["row_move"]]

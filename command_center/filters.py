@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from django.utils import timezone
 
-from sessions_app import states
+from sessions_app import selectors, states
 from sessions_app.edge import printable, storable
 from sessions_app.selectors import SessionFilter
 
@@ -24,6 +24,8 @@ FILTER_KEYS = (
     "q",
     "active",
     "archived",
+    "stalled",
+    "sort",
 )
 
 
@@ -59,6 +61,9 @@ def parse_filter(params: Mapping[str, Any]) -> SessionFilter:
     q = str(params.get("q") or "")[:200]
     if not storable(q):
         raise BadFilter("q must not contain NUL characters or unpaired surrogates")
+    sort = str(params.get("sort") or "")
+    if sort and sort not in selectors.USAGE_SORTS:
+        raise BadFilter(f"sort must be one of {', '.join(selectors.USAGE_SORTS)} or empty")
     return SessionFilter(
         owner=owner,
         kind=kind,
@@ -69,6 +74,8 @@ def parse_filter(params: Mapping[str, Any]) -> SessionFilter:
         q=q,
         active_only=params.get("active") in ("1", "true", "on"),
         archived=params.get("archived") in ("1", "true", "on"),
+        stalled=params.get("stalled") in ("1", "true", "on"),
+        sort=sort,
     )
 
 
@@ -83,6 +90,8 @@ def filter_params(flt: SessionFilter) -> dict[str, str]:
         "q": flt.q,
         "active": "1" if flt.active_only else "",
         "archived": "1" if flt.archived else "",
+        "stalled": "1" if flt.stalled else "",
+        "sort": flt.sort,
     }
     return {k: v for k, v in params.items() if v}
 
@@ -115,6 +124,8 @@ def matches(
     if flt.kind and summary["kind"] != flt.kind:
         return False
     if flt.initiative is not None and summary["initiative_id"] != flt.initiative:
+        return False
+    if flt.stalled and not summary["stalled"]:
         return False
     if flt.group and summary["status_group"] != flt.group:
         return False

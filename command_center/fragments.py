@@ -124,14 +124,6 @@ def panel_counts_html(user: Any) -> str:
 
 # --- session detail -----------------------------------------------------------------------------
 
-VERB_TARGETS = {
-    "pause": Status.PAUSED,
-    "resume": Status.RUNNING,
-    "stop": Status.STOPPING,
-    "cancel": Status.CANCELLED,
-    "end": Status.ENDED,
-}
-
 
 def actions_for(user: Any, session: AgentSession) -> dict[str, bool]:
     """The lifecycle actions this viewer may take in this status (nothing for viewers who
@@ -139,15 +131,9 @@ def actions_for(user: Any, session: AgentSession) -> dict[str, bool]:
     if not selectors.can_act(user, session):
         return {"policy": selectors.can_edit_policy(user, session.agent)}
     actions = {
-        verb: target in states.STATUSES[session.kind]
-        and states.is_allowed(session.kind, session.status, target)
-        for verb, target in VERB_TARGETS.items()
+        verb: states.verb_refusal(verb, kind=session.kind, status=session.status) is None
+        for verb in states.VERB_TARGETS
     }
-    if session.kind != Kind.CHAT:
-        actions["end"] = False
-    if session.status == Status.WAITING_INPUT:
-        # The way forward is the checkpoint's approve/reject or a reply, not a bare resume.
-        actions["resume"] = False
     actions["approve"] = session.checkpoint_state == "awaiting"
     actions["pin"] = True
     actions["delete"] = True

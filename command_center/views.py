@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -15,7 +16,8 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from command_center import filters, fragments
-from sessions_app import selectors, services, states
+from sessions_app import exports, selectors, services, states
+from sessions_app.api.download import download
 from sessions_app.errors import DomainError, InvalidCursor, NotFound
 
 
@@ -66,6 +68,8 @@ def sessions_page(request: HtmxHttpRequest) -> HttpResponse:
         return render(request, "command_center/sessions.html#list", ctx)
     ctx.update(
         _facet_context(request),
+        match_count=selectors.filtered_sessions(request.user, flt).count(),
+        bulk_runs=selectors.bulk_runs_in_progress(request.user),
         nav="sessions",
         filter_active=bool(filter_qs),
         ws_query=filters.filter_query(flt, view="list"),
@@ -93,6 +97,7 @@ def session_detail(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
     session = _session_or_404(request, session_id)
     ctx = fragments.detail_context(request.user, session, **fragments.transcript_page(session))
     ctx["ws_query"] = f"view=detail&session={session.pk}"
+    ctx["transfer_agents"] = selectors.agents_usable_by(request.user).exclude(pk=session.agent_id)
     return render(request, "command_center/detail.html", ctx)
 
 
@@ -176,16 +181,19 @@ def session_clone(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
 @require_POST
 @login_required
 def session_transfer(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
-    """Hand the session to another member of the workspace; opens the successor."""
+    """Hand the session to another member of the workspace or to another agent; opens the
+    successor."""
     session = _session_or_404(request, session_id)
-    username = request.POST.get("to", "").strip()
-    to_user = selectors.member_by_username(tenant_id=session.tenant_id, username=username)
-    if to_user is None:
-        return _header_error(
-            request, session, f"No member of this workspace is called {username!r}.", 400
-        )
+    raw_agent = request.POST.get("to_agent", "").strip()
+    if raw_agent and not (raw_agent.isascii() and raw_agent.isdigit()):
+        return _header_error(request, session, "to_agent: must be an agent id", 422)
     try:
-        successor = services.session_transfer(session=session, user=request.user, to_user=to_user)
+        successor = services.session_hand_over(
+            session=session,
+            user=request.user,
+            to_user=request.POST.get("to", "").strip(),
+            to_agent=int(raw_agent) if raw_agent else None,
+        )
     except DomainError as exc:
         return _header_error(request, session, str(exc), exc.status)
     return _go(request, reverse("session_detail", args=[successor.pk]))
@@ -222,36 +230,24 @@ def session_message(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
 
 @require_GET
 @login_required
-def session_export(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
-    """The redacted transcript as JSON, streamed from the database in seq order."""
+def session_export(
+    request: HtmxHttpRequest, session_id: str, ext: str = "json"
+) -> HttpResponseBase:
+    """The session as a download: export.json, .md, .pdf or .zip (the verifiable bundle)."""
     session = _session_or_404(request, session_id)
-    data = {
-        "session": {
-            "id": str(session.pk),
-            "title": session.title,
-            "kind": session.kind,
-            "status": session.status,
-            "agent": session.agent.name,
-            "owner": session.owner.get_username(),
-            "model": session.model,
-            "created_at": session.created_at.isoformat(),
-            "redactions": session.redaction_counts or {},
-            # Related sessions the viewer may not see appear without title or id.
-            "lineage": selectors.related_for(request.user, session).as_json(),
-        },
-        "events": [
-            {
-                "seq": e.seq,
-                "event_id": e.event_id,
-                "type": e.type,
-                "actor": e.actor,
-                "payload": e.payload,
-                "redactions": e.redactions,
-                "created_at": e.created_at.isoformat(),
-            }
-            for e in selectors.events_for_export(session)
-        ],
-    }
-    response = JsonResponse(data, json_dumps_params={"indent": 1})
-    response["Content-Disposition"] = f'attachment; filename="session-{session.short_id}.json"'
-    return response
+    export_format = exports.BY_EXTENSION.get(ext)
+    if export_format is None:
+        raise Http404(f"No export as .{ext}; try .json, .md, .pdf or .zip.")
+    export = exports.session_export(
+        session=session, viewer=request.user, user=request.user, fmt=export_format.key, via="web"
+    )
+    return download(request, export)
+
+
+@require_GET
+@login_required
+def session_print(request: HtmxHttpRequest, session_id: str) -> HttpResponse:
+    """The print view: the document the PDF export renders, for the browser's own printing."""
+    session = _session_or_404(request, session_id)
+    snapshot = exports.snapshot_of(session, viewer=request.user, user=request.user)
+    return render(request, "sessions_app/export/print.html", exports.print_context(snapshot))

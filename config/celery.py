@@ -23,6 +23,7 @@ app.autodiscover_tasks()
 # task's time budget and limits fit inside its interval (sessions_app/tasks.py).
 POLICY_SWEEP_INTERVAL = 30.0
 HOUSEKEEPING_INTERVAL = 600.0
+BULK_RESUME_INTERVAL = 60.0
 app.conf.beat_schedule = {
     "policy-sweep": {
         "task": "sessions_app.tasks.policy_sweep",
@@ -38,6 +39,12 @@ app.conf.beat_schedule = {
         "task": "sessions_app.tasks.retention_purge",
         "schedule": HOUSEKEEPING_INTERVAL,
         "options": {"expires": HOUSEKEEPING_INTERVAL - 60},
+    },
+    # A bulk run whose task was lost is queued again (a run does each session once).
+    "bulk-resume-stalled": {
+        "task": "sessions_app.tasks.bulk_resume_stalled",
+        "schedule": BULK_RESUME_INTERVAL,
+        "options": {"expires": BULK_RESUME_INTERVAL - 5},
     },
     # Idempotency keys are kept at least 24 hours (services/idempotency.py), then purged.
     "idempotency-purge": {

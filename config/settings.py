@@ -203,9 +203,14 @@ SCC_STOP_GRACE_SECONDS = envint("SCC_STOP_GRACE_SECONDS", 120, minimum=1)
 SCC_TOKEN_CACHE_SECONDS = min(envint("SCC_TOKEN_CACHE_MS", 1000, minimum=0), 2000) / 1000
 SCC_RUNTIME_LOST_SECONDS = envint("SCC_RUNTIME_LOST_SECONDS", 90, minimum=1)
 SCC_RUNTIME_HEARTBEAT_SECONDS = envint("SCC_RUNTIME_HEARTBEAT_SECONDS", 15, minimum=1)
+# A session the server created (new from a page or a personal token, clone, transfer) fails when
+# no runtime of its agent accepts its `start` command within this many seconds.
+SCC_START_TIMEOUT_SECONDS = envint("SCC_START_TIMEOUT_SECONDS", 120, minimum=1)
 SCC_ACTIVE_CHAT_WINDOW_MINUTES = 30
 # Sessions show "expires in N days" once retention is this close (at most the longest retention).
 SCC_EXPIRY_WARNING_DAYS = envint("SCC_EXPIRY_WARNING_DAYS", 7, minimum=0)
+# The print view and the PDF show at most this many events (the other exports hold them all).
+SCC_EXPORT_PDF_MAX_EVENTS = envint("SCC_EXPORT_PDF_MAX_EVENTS", 1000, minimum=1)
 
 LOGGING = {
     "version": 1,
@@ -213,7 +218,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # The PDF renderer and its font subsetter narrate every step at INFO.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
+    },
 }
 
 # --- operations -----------------------------------------------------------------------------

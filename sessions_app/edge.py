@@ -23,6 +23,13 @@ from django.db import InterfaceError, OperationalError
 
 MAX_JSON_DEPTH = 64
 DB_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+
+try:  # daphne's websocket protocol; another ASGI server raises its own kind
+    from autobahn.exception import Disconnected as _Disconnected
+except ImportError:  # pragma: no cover - daphne is a dependency
+    CLIENT_GONE: tuple[type[Exception], ...] = (ConnectionError,)
+else:
+    CLIENT_GONE = (_Disconnected, ConnectionError)
 RETRY_AFTER_SECONDS = 5
 
 
@@ -143,7 +150,7 @@ class SocketGuard:
         receive: Callable[[], Awaitable[Any]],
         send: Callable[[Any], Awaitable[None]],
     ) -> None:
-        state = {"accepted": False, "closed": False}
+        state = {"accepted": False, "closed": False, "gone": False}
 
         async def tracking_send(message: Any) -> None:
             kind = message.get("type")
@@ -151,7 +158,14 @@ class SocketGuard:
                 state["accepted"] = True
             elif kind == "websocket.close":
                 state["closed"] = True
-            await send(message)
+            if state["gone"]:
+                return
+            try:
+                await send(message)
+            except CLIENT_GONE:
+                # The client left while a push was on its way (daphne learns it before the
+                # consumer does): drop the frame; its disconnect follows and cleans up.
+                state["gone"] = True
 
         try:
             await self.app(scope, receive, tracking_send)
@@ -168,7 +182,7 @@ class SocketGuard:
     async def _close(
         send: Callable[[Any], Awaitable[None]], state: dict[str, bool], code: int
     ) -> None:
-        if state["closed"]:
+        if state["closed"] or state["gone"]:
             return
         try:
             if not state["accepted"]:

@@ -66,7 +66,7 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
     def __init__(self, field: str, message: str) -> None:
-        self.field = field
+        self.field, self.reason = field, message
         super().__init__(f"{field}: {message}")
 
 

@@ -198,6 +198,32 @@ def is_allowed(kind: str, from_status: str, to_status: str) -> bool:
     return to_status in TRANSITIONS[kind].get(from_status, frozenset())
 
 
+# The operator's lifecycle verbs and the status each one moves a session to.
+VERB_TARGETS: Mapping[str, str] = {
+    "pause": S.PAUSED,
+    "resume": S.RUNNING,
+    "stop": S.STOPPING,
+    "cancel": S.CANCELLED,
+    "end": S.ENDED,
+}
+
+
+def verb_refusal(verb: str, *, kind: str, status: str) -> str | None:
+    """Why an operator's verb would not change a session: "kind" (not a verb for this kind:
+    only chats end, chats are neither stopped nor cancelled) or "status" (the table forbids
+    the move, or the session is there already); None when it would. The detail page offers
+    exactly the verbs this allows, and a bulk run skips exactly the sessions it refuses."""
+    target = VERB_TARGETS[verb]
+    if target not in STATUSES[kind] or (verb == "end") != (kind == Kind.CHAT):
+        return "kind"
+    if not is_allowed(kind, status, target):
+        return "status"
+    if verb == "resume" and status == S.WAITING_INPUT:
+        # The way forward is the checkpoint's approve/reject or a reply, not a bare resume.
+        return "status"
+    return None
+
+
 class HasProgress(Protocol):
     kind: str
     current_step: int

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
+from django.utils import timezone
 
-from sessions_app import services, sweeps
+from sessions_app import selectors, services, sweeps
 
 # Policy sweep: every 30 s (POLICY_SWEEP_INTERVAL in config/celery.py).
 POLICY_SWEEP_BUDGET = 20.0
@@ -63,3 +64,36 @@ def retention_purge(batch_size: int = 200) -> dict[str, Any]:
 )
 def idempotency_purge() -> int:
     return services.idempotency_purge()
+
+
+# Bulk runs: a pass stops starting sessions after its budget and queues the next pass, so a
+# long run never meets the time limit and a worker shutdown loses at most one session's work
+# (which its transaction rolls back, and the next pass redoes).
+BULK_PASS_BUDGET = 20.0
+BULK_SOFT_LIMIT = 50
+BULK_HARD_LIMIT = 60
+
+
+@shared_task(
+    name="sessions_app.tasks.bulk_run",
+    ignore_result=True,
+    soft_time_limit=BULK_SOFT_LIMIT,
+    time_limit=BULK_HARD_LIMIT,
+)
+def bulk_run(run_id: str) -> None:
+    if services.bulk_execute(run_id=run_id, time_budget=BULK_PASS_BUDGET).more:
+        bulk_run.delay(run_id)
+
+
+@shared_task(
+    name="sessions_app.tasks.bulk_resume_stalled",
+    ignore_result=True,
+    soft_time_limit=POLICY_SWEEP_SOFT_LIMIT,
+    time_limit=POLICY_SWEEP_HARD_LIMIT,
+)
+def bulk_resume_stalled() -> int:
+    """Re-queue bulk runs whose task went missing (see selectors.bulk_runs_stalled)."""
+    stalled = selectors.bulk_runs_stalled(now=timezone.now())
+    for run_id in stalled:
+        bulk_run.delay(run_id)
+    return len(stalled)

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-import difflib
-import json
+from decimal import Decimal
 from typing import Any
 
 from django import template
 
+from sessions_app.exports import text
+from sessions_app.exports.document import redaction_text
 from sessions_app.selectors.keyset import COUNT_CAP
 
 register = template.Library()
@@ -13,28 +14,13 @@ register = template.Library()
 
 @register.filter
 def pretty_json(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
-    except (TypeError, ValueError):
-        return str(value)
+    return text.pretty(value)
 
 
 @register.filter
 def diff_lines(payload: Any) -> list[tuple[str, str]]:
     """A file edit's before/after as unified-diff lines tagged add / del / hunk / ctx."""
-    if not isinstance(payload, dict):
-        return []
-    before = str(payload.get("before") or "").splitlines()
-    after = str(payload.get("after") or "").splitlines()
-    lines: list[tuple[str, str]] = []
-    for line in difflib.unified_diff(before, after, lineterm="", n=3):
-        if line.startswith(("---", "+++")):
-            continue
-        kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "ctx")
-        lines.append((kind, line))
-    return lines
+    return text.diff_lines(payload)
 
 
 @register.filter
@@ -52,8 +38,13 @@ ACTION_LABELS = {
     "reject": "rejected the checkpoint",
     "pin": "pinned the session",
     "unpin": "unpinned the session",
+    "archive": "archived the session",
     "transfer": "transferred the session",
     "flag_stalled": "flagged the session as stalled",
+    "clone": "cloned this session from another",
+    "transfer_received": "handed this session over from another",
+    "start_accepted": "accepted the session and started it",
+    "export": "exported the session",
 }
 
 
@@ -66,11 +57,7 @@ def action_label(action: Any) -> str:
 def redaction_summary(counts: Any) -> str:
     """{"github_token": 1, "aws_secret_access_key": 1} -> "2 credentials redacted:
     aws_secret_access_key, github_token" (rule names and counts only, never values)."""
-    if not isinstance(counts, dict) or not counts:
-        return ""
-    total = sum(n for n in counts.values() if isinstance(n, int))
-    rules = ", ".join(sorted(str(rule) for rule in counts))
-    return f"{total} credential{'s' if total != 1 else ''} redacted: {rules}"
+    return redaction_text(counts) if isinstance(counts, dict) else ""
 
 
 AGENT_STATUS_LABELS = {"working": "working", "idle": "idle", "waiting_input": "waiting for input"}
@@ -87,6 +74,25 @@ def sort_key(session: Any) -> str:
     `selectors.LIST_ORDER`), as a string that sorts the same way: live pushes insert by it."""
     micros = int(session.last_activity_at.timestamp() * 1_000_000)
     return f"{micros:020d}-{session.pk}"
+
+
+@register.filter
+def cost(value: Any) -> str:
+    """A session's cost: cents for amounts a person compares, more places below a cent."""
+    amount = Decimal(str(value or 0))
+    if amount == 0:
+        return "$0"
+    return f"${amount:,.2f}" if amount >= 1 else f"${amount:.4f}".rstrip("0")
+
+
+@register.filter
+def tokens(value: Any) -> str:
+    """12345 -> "12.3k"; 4_500_000 -> "4.5M"."""
+    n = int(value or 0)
+    for size, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if n >= size:
+            return f"{n / size:.1f}".rstrip("0").rstrip(".") + suffix
+    return str(n)
 
 
 @register.filter

@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 from ninja import NinjaAPI
 
-from sessions_app.api import errors, runtime, sessions
+from sessions_app.api import errors, exports, operator, runtime, sessions
 from sessions_app.api.auth import TokenAuth
 from sessions_app.api.parser import StrictJSONParser
 
@@ -30,4 +30,6 @@ api = API(
 )
 errors.install(api)
 api.add_router("", sessions.router)
+api.add_router("", operator.router)
 api.add_router("", runtime.router)
+api.add_router("", exports.router)

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from sessions_app.models import Agent, AgentSession, RuntimeCommand, SessionEvent
 from sessions_app.selectors import LINKS
-from sessions_app.services import METADATA_FIELDS
+from sessions_app.services import METADATA_FIELDS, WAITING_FOR_RUNTIME
 
 
 def session_out(s: AgentSession, *, visible: Collection[UUID]) -> dict[str, Any]:
@@ -45,6 +45,7 @@ def session_out(s: AgentSession, *, visible: Collection[UUID]) -> dict[str, Any]
             "turns": s.turns,
             "message_count": s.message_count,
         },
+        "usage": usage_out(s),
         "checkpoint": {"state": s.checkpoint_state, "name": s.checkpoint_name},
         "error": (
             {"code": s.error_code, "message": s.error_message}
@@ -54,6 +55,8 @@ def session_out(s: AgentSession, *, visible: Collection[UUID]) -> dict[str, Any]
         "stop_reason": s.stop_reason,
         "metadata": {f: getattr(s, f) for f in METADATA_FIELDS},
         "pinned": s.pinned,
+        "awaiting_runtime_since": s.awaiting_runtime_since,
+        "waiting_reason": WAITING_FOR_RUNTIME if s.awaiting_runtime_since else "",
         "last_seq": s.last_seq,
         "version": s.version,
         "created_at": s.created_at,
@@ -62,6 +65,10 @@ def session_out(s: AgentSession, *, visible: Collection[UUID]) -> dict[str, Any]
         "last_activity_at": s.last_activity_at,
         "archived_at": s.archived_at,
     }
+
+
+def usage_out(s: AgentSession) -> dict[str, Any]:
+    return {"tokens_in": s.tokens_in, "tokens_out": s.tokens_out, "cost": s.cost}
 
 
 def session_state_out(s: AgentSession) -> dict[str, Any]:

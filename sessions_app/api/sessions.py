@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from django.core.exceptions import RequestDataTooBig
@@ -49,7 +49,7 @@ _NO_NUL = r"^[^\x00]*$"
 # --- create, list, read --------------------------------------------------------------------------
 
 
-def _session(access: selectors.TokenAccess, session: AgentSession) -> dict[str, Any]:
+def session_json(access: selectors.TokenAccess, session: AgentSession) -> dict[str, Any]:
     """A session as this caller may see it: links to sessions it may not see carry no id."""
     visible = selectors.visible_among(access, selectors.link_ids([session]))
     return out.session_out(session, visible=visible)
@@ -59,9 +59,12 @@ def _session(access: selectors.TokenAccess, session: AgentSession) -> dict[str, 
     "/sessions",
     response={201: SessionOut, **ACTION_ERRORS},
     summary="Create a session",
-    description="Runtime tokens create sessions for their agents on behalf of `owner`; personal "
-    "tokens create sessions owned by their user. 409 when the owner is at the agent's "
-    "concurrency cap. With an `Idempotency-Key` header a retry gets the first answer instead "
+    description="Runtime tokens create sessions for their agents on behalf of `owner` (the "
+    "runtime runs them). Personal tokens start sessions owned by their user: the session waits "
+    "(`waiting_reason`) until a runtime of the agent accepts its `start` command, and fails if "
+    "none does within the start timeout. `model` other than the agent's default needs a policy "
+    "allowing overrides and the right to use it (422 naming `model`). 409 "
+    "`concurrency_limit` when the owner is at the agent's cap (`details`: limit, current). With an `Idempotency-Key` header a retry gets the first answer instead "
     "of a second session: same key and body replay it, same key with another body is 422, a "
     "duplicate while the first is running is 409 (see docs/api.md).",
 )
@@ -80,15 +83,17 @@ def session_create(request: HttpRequest, data: SessionCreateIn) -> Status[dict[s
         max_tokens=data.max_tokens,
         timeout_seconds=data.timeout_seconds,
         metadata=data.metadata.model_dump(mode="json"),
+        text=data.input,
     )
-    return Status(201, _session(caller(request), session))
+    return Status(201, session_json(caller(request), session))
 
 
 @router.get(
     "/sessions",
     response={200: SessionListOut, **ERRORS},
     summary="List sessions",
-    description="Live sessions first, then the most recently active; keyset pagination with "
+    description="Live sessions first, then the most recently active (or by `sort`: cost or "
+    "tokens, most first); keyset pagination with "
     "`cursor`. Runtime tokens see their agents' sessions, personal tokens what their user may "
     "see.",
 )
@@ -102,6 +107,10 @@ def session_list(
     project: int | None = Query(None, ge=1, le=MAX_ID),
     q: str = Query("", max_length=200, pattern=_NO_NUL, description="Title text or #short_id"),
     active: bool = Query(False, description="Only sessions in Active Now"),
+    stalled: bool = Query(False, description="Only stalled sessions"),
+    sort: Literal["", "cost", "tokens"] = Query(
+        "", description="'' live first then most recent; 'cost' or 'tokens': most first"
+    ),
     cursor: str = Query("", max_length=500, pattern=_NO_NUL),
     limit: int = Query(50, ge=1, le=200),
 ) -> dict[str, Any]:
@@ -115,6 +124,8 @@ def session_list(
         project=project,
         q=q,
         active_only=active,
+        stalled=stalled,
+        sort=sort,
     )
     page = selectors.session_page(
         access.user,
@@ -135,7 +146,7 @@ def session_list(
 )
 def session_detail(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     access = caller(request)
-    return _session(access, selectors.session_get_for_token(access, session_id))
+    return session_json(access, selectors.session_get_for_token(access, session_id))
 
 
 @router.get(
@@ -168,25 +179,10 @@ def command_list(request: HttpRequest, session_id: UUID) -> dict[str, Any]:
     access = caller(request)
     session = selectors.session_get_for_token(access, session_id)
     commands = selectors.commands_for_session(session)
-    # A transfer command names its successor, which the caller may not be allowed to see.
-    named = {c.pk: c.payload.get("to_session") for c in commands if isinstance(c.payload, dict)}
-    visible = {
-        str(i) for i in selectors.visible_among(access, (_uuid(v) for v in named.values() if v))
-    }
-    items = []
-    for c in commands:
-        item = out.command_out(c)
-        if named.get(c.pk) and named[c.pk] not in visible:
-            item["payload"] = {**item["payload"], "to_session": None}
-        items.append(item)
-    return {"items": items}
-
-
-def _uuid(value: Any) -> UUID | None:
-    try:
-        return UUID(str(value))
-    except ValueError:
-        return None
+    # Commands name other sessions (a transfer's successor, a start's source), which the caller
+    # may not be allowed to see: those links go, as everywhere (DESIGN 7).
+    payloads = selectors.command_payloads_for(access, commands)
+    return {"items": [{**out.command_out(c), "payload": payloads[c.pk]} for c in commands]}
 
 
 # --- ingestion -------------------------------------------------------------------------------------
@@ -272,7 +268,7 @@ def _act(
 ) -> dict[str, Any]:
     access = require_personal(request)
     session = selectors.session_get_for_token(access, session_id)
-    return _session(access, verb(session=session, user=access.user))
+    return session_json(access, verb(session=session, user=access.user))
 
 
 _ACTION_DOC = (
@@ -344,7 +340,7 @@ def _decide(
     session = services.checkpoint_decide(
         session=session, user=access.user, approve=approve, note=data.note if data else ""
     )
-    return _session(access, session)
+    return session_json(access, session)
 
 
 @router.post(
@@ -385,4 +381,6 @@ def message_send(request: HttpRequest, session_id: UUID, data: MessageIn) -> Sta
     session = selectors.session_get_for_token(access, session_id)
     command = services.message_send(session=session, user=access.user, text=data.text)
     session = selectors.session_get_for_token(access, session_id)
-    return Status(201, {"command": out.command_out(command), "session": _session(access, session)})
+    return Status(
+        201, {"command": out.command_out(command), "session": session_json(access, session)}
+    )

@@ -5,6 +5,7 @@ on PostgreSQL, by composite foreign keys (see migration 0002)."""
 
 from __future__ import annotations
 
+from sessions_app.models.bulk import BulkAction, BulkItem, BulkRun, BulkStatus
 from sessions_app.models.commands import CommandKind, CommandStatus, RuntimeCommand
 from sessions_app.models.idempotency import IdempotencyKey
 from sessions_app.models.sessions import (
@@ -35,6 +36,10 @@ __all__ = [
     "AgentSession",
     "AgentStatus",
     "ApiToken",
+    "BulkAction",
+    "BulkItem",
+    "BulkRun",
+    "BulkStatus",
     "CheckpointState",
     "CommandKind",
     "CommandStatus",

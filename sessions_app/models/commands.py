@@ -13,6 +13,7 @@ from sessions_app.models.workspace import Agent, Tenant
 
 
 class CommandKind(models.TextChoices):
+    START = "start", "Start"
     CANCEL = "cancel", "Cancel"
     STOP = "stop", "Stop"
     PAUSE = "pause", "Pause"

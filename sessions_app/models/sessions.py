@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -136,6 +137,19 @@ class AgentSession(models.Model):
     archived_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     pinned = models.BooleanField(default=False)
+    # Set while a server-created session waits for a runtime to accept its `start` command
+    # ("waiting for a runtime"); the start-timeout sweep fails it when nobody accepts in time.
+    awaiting_runtime_since = models.DateTimeField(null=True, blank=True)
+    # Usage reported by the runtime (`usage` events, additive): folded in by ingest exactly
+    # once per stored event (services/usage.py). `tokens_total` is what the list sorts by.
+    tokens_in = models.PositiveBigIntegerField(default=0)
+    tokens_out = models.PositiveBigIntegerField(default=0)
+    tokens_total = models.GeneratedField(
+        expression=F("tokens_in") + F("tokens_out"),
+        output_field=models.BigIntegerField(),
+        db_persist=True,
+    )
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     # Credentials removed from this session's stored data, per rule (counts, never values).
     redaction_counts = models.JSONField(default=dict, blank=True)
     version = models.PositiveIntegerField(default=1)
@@ -145,6 +159,7 @@ class AgentSession(models.Model):
             models.CheckConstraint(
                 condition=_status_valid_for_kind(), name="session_status_valid_for_kind"
             ),
+            models.CheckConstraint(condition=Q(cost__gte=0), name="session_cost_range"),
             models.CheckConstraint(
                 condition=Q(temperature__gte=0) & Q(temperature__lte=2),
                 name="session_temperature_range",
@@ -167,6 +182,21 @@ class AgentSession(models.Model):
                 F("last_activity_at").desc(),
                 F("id").desc(),
                 name="session_list_idx",
+                condition=Q(archived_at__isnull=True),
+            ),
+            # The list sorted by cost or tokens (keyset: value desc, id desc).
+            models.Index(
+                "tenant",
+                F("cost").desc(),
+                F("id").desc(),
+                name="session_cost_idx",
+                condition=Q(archived_at__isnull=True),
+            ),
+            models.Index(
+                "tenant",
+                F("tokens_total").desc(),
+                F("id").desc(),
+                name="session_tokens_idx",
                 condition=Q(archived_at__isnull=True),
             ),
             # The same order per grant of DESIGN 7 (selectors/keyset.py): a viewer's page is a
@@ -210,6 +240,11 @@ class AgentSession(models.Model):
             models.Index(
                 fields=["expires_at"], name="session_retention_idx", condition=Q(pinned=False)
             ),
+            models.Index(
+                fields=["awaiting_runtime_since"],
+                name="session_awaiting_runtime_idx",
+                condition=Q(awaiting_runtime_since__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -251,6 +286,7 @@ class EventType(models.TextChoices):
     ARTIFACT = "artifact", "Artifact"
     PROGRESS = "progress", "Progress"
     AGENT_STATUS = "agent_status", "Agent status"
+    USAGE = "usage", "Usage"
 
 
 class SessionEvent(models.Model):

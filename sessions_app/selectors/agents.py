@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Q, QuerySet
+
 from sessions_app.errors import NotAllowed, NotFound
 from sessions_app.models import (
     Agent,
+    Initiative,
     Membership,
     PolicyChange,
+    Role,
+    TenantMembership,
 )
 from sessions_app.selectors.access import access_for, can_edit_policy
 
@@ -34,3 +39,28 @@ def agent_for_policy_edit(user: Any, agent_id: int) -> Agent:
 
 def policy_history(agent: Agent, *, limit: int = 20) -> list[PolicyChange]:
     return list(PolicyChange.objects.filter(agent=agent).select_related("changed_by")[:limit])
+
+
+def agents_usable_by(user: Any) -> QuerySet[Agent]:
+    """The agents a person may start sessions on (and hand sessions to): the agent's owner,
+    the workspace's admins, and reporters and up on the agent's project; always only as a
+    member of the agent's workspace (tenant membership is the root of access)."""
+    if not getattr(user, "is_authenticated", False):
+        return Agent.objects.none()
+    tenants = TenantMembership.objects.filter(user=user)
+    admin_of = tenants.filter(is_admin=True).values("tenant_id")
+    projects = Membership.objects.filter(user=user, role__gte=Role.REPORTER).values("project_id")
+    return (
+        Agent.objects.filter(tenant_id__in=tenants.values("tenant_id"))
+        .filter(Q(owner=user) | Q(tenant_id__in=admin_of) | Q(project_id__in=projects))
+        .select_related("project")
+        .order_by("name", "pk")
+    )
+
+
+def initiatives_of(user: Any) -> QuerySet[Initiative]:
+    """The initiatives of the person's workspaces (a new session may be tied to one)."""
+    if not getattr(user, "is_authenticated", False):
+        return Initiative.objects.none()
+    tenants = TenantMembership.objects.filter(user=user).values("tenant_id")
+    return Initiative.objects.filter(tenant_id__in=tenants).order_by("name", "pk")

@@ -126,3 +126,41 @@ def related_for(viewer: Any, session: AgentSession, *, limit: int = CHILDREN_LIM
         transferred_to=refs("transferred_to"),
         children=refs("children"),
     )
+
+
+def _named(payload: Any) -> dict[str, str]:
+    """The sessions a command payload names: a transfer's successor (`to_session`), a clone's
+    source (`cloned_from`) and a transfer start's source (`transfer.from_session`)."""
+    if not isinstance(payload, dict):
+        return {}
+    transfer = payload.get("transfer")
+    found = {
+        "to_session": payload.get("to_session"),
+        "cloned_from": payload.get("cloned_from"),
+        "transfer": transfer.get("from_session") if isinstance(transfer, dict) else None,
+    }
+    return {key: str(value) for key, value in found.items() if value}
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def command_payloads_for(viewer: Any, commands: Iterable[Any]) -> dict[Any, dict[str, Any]]:
+    """Each command's payload as this viewer may read it: a link to a session they may not see
+    is null, and a transfer's context (the source's id and transcript) is left out."""
+    commands = list(commands)
+    named = {c.pk: _named(c.payload) for c in commands}
+    ids = {_as_uuid(v) for links in named.values() for v in links.values()}
+    visible = {str(i) for i in visible_among(viewer, ids)}
+    out: dict[Any, dict[str, Any]] = {}
+    for command in commands:
+        payload = dict(command.payload) if isinstance(command.payload, dict) else {}
+        for key, value in named[command.pk].items():
+            if value not in visible:
+                payload[key] = None
+        out[command.pk] = payload
+    return out

@@ -8,6 +8,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -38,6 +39,8 @@ class SessionFilter:
     q: str = ""
     active_only: bool = False
     archived: bool = False
+    stalled: bool = False
+    sort: str = ""  # "" (live first, then recency), or a key of USAGE_SORTS
 
 
 def active_now_q(now: datetime) -> Q:
@@ -75,6 +78,8 @@ def filter_q(user: Any, flt: SessionFilter, *, now: datetime | None = None) -> Q
         q &= Q(title_folded__contains=states.fold(text))
     if flt.active_only:
         q &= active_now_q(now)
+    if flt.stalled:
+        q &= Q(stalled=True)
     return q
 
 
@@ -102,6 +107,14 @@ def _actor_audience(user: Any) -> list[Q]:
 
 
 LIST_ORDER = keyset.LIST_ORDER
+# The list sorted by usage, most first; each has its index (session_cost_idx, ...).
+USAGE_SORTS = {"cost": "cost", "tokens": "tokens_total"}
+
+
+def list_order(sort: str) -> tuple[str, ...]:
+    return ("-" + USAGE_SORTS[sort], "-id") if sort else tuple(LIST_ORDER)
+
+
 _ROW_RELATED = ("agent", "owner", "project", "initiative")
 
 
@@ -128,6 +141,30 @@ def after_cursor(cursor: str) -> Any:
     return keyset.before_row(*decode_cursor(cursor))
 
 
+def encode_usage_cursor(session: AgentSession, sort: str) -> str:
+    value = getattr(session, USAGE_SORTS[sort])
+    raw = json.dumps([sort, str(value), str(session.pk)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _usage_after_q(cursor: str, sort: str) -> Q:
+    """Rows strictly after the cursor in `list_order(sort)`: a smaller value, or the same
+    value and a smaller id."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        name, raw_value, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if name != sort or not isinstance(raw_value, str) or not isinstance(pk, str):
+            raise ValueError("bad cursor fields")
+        value: Decimal | int = Decimal(raw_value) if sort == "cost" else int(raw_value)
+        if isinstance(value, Decimal) and not value.is_finite():
+            raise ValueError("bad cursor value")
+        after = uuid.UUID(pk)
+    except (ValueError, TypeError, ArithmeticError, binascii.Error, json.JSONDecodeError):
+        raise InvalidCursor from None
+    field = USAGE_SORTS[sort]
+    return Q(**{f"{field}__lt": value}) | Q(**{field: value, "id__lt": after})
+
+
 @dataclass(frozen=True)
 class Page:
     items: list[AgentSession]
@@ -144,16 +181,18 @@ def session_page(
 ) -> Page:
     """A keyset page of the list. `branches` replaces the viewer's audience (an API token's
     scope, `selectors.token_audience`)."""
+    order = list_order(flt.sort)
     rows = AgentSession.objects.filter(filter_q(user, flt))
     if cursor:
-        rows = rows.filter(after_cursor(cursor))
+        rows = rows.filter(_usage_after_q(cursor, flt.sort) if flt.sort else after_cursor(cursor))
     audience = viewer_audience(user) if branches is None else branches
-    ids = keyset.pick(rows, audience, order=LIST_ORDER, limit=limit + 1)
-    items = keyset.in_order(
-        ids[:limit], AgentSession.objects.select_related(*_ROW_RELATED), LIST_ORDER
-    )
+    ids = keyset.pick(rows, audience, order=order, limit=limit + 1)
+    items = keyset.in_order(ids[:limit], AgentSession.objects.select_related(*_ROW_RELATED), order)
     more = len(ids) > limit
-    return Page(items, encode_cursor(items[-1]) if more and items else None)
+    if not (more and items):
+        return Page(items, None)
+    last = items[-1]
+    return Page(items, encode_usage_cursor(last, flt.sort) if flt.sort else encode_cursor(last))
 
 
 def active_now(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -75,8 +76,42 @@ def events_after(session_id: Any, *, after: int, limit: int = 500) -> list[Sessi
     )
 
 
-def events_for_export(session: AgentSession) -> Any:
-    return session.events.order_by("seq").iterator(chunk_size=1000)
+EXPORT_CHUNK = 1000
+
+
+def events_for_export(
+    session: AgentSession,
+    *,
+    up_to_seq: int | None = None,
+    types: tuple[str, ...] = (),
+    redacted_only: bool = False,
+    fields: tuple[str, ...] = (),
+) -> Iterator[Any]:
+    """The transcript in seq order, fetched in chunks (a server-side cursor on PostgreSQL), so
+    an export of 100 000 events never holds them all. `up_to_seq` pins the snapshot an export
+    covers: every pass over the transcript (JSON, Markdown, manifest) sees the same events even
+    while the session keeps going. With `fields`, rows are tuples of those columns (no model
+    instances: a third faster over 100 000 events)."""
+    qs = SessionEvent.objects.filter(session_id=session.pk)
+    if up_to_seq is not None:
+        qs = qs.filter(seq__lte=up_to_seq)
+    if types:
+        qs = qs.filter(type__in=types)
+    if redacted_only:
+        qs = qs.exclude(redactions={})
+    qs = qs.order_by("seq")
+    if fields:
+        return qs.values_list(*fields).iterator(chunk_size=EXPORT_CHUNK)
+    return qs.iterator(chunk_size=EXPORT_CHUNK)
+
+
+def event_count(session: AgentSession, *, up_to_seq: int) -> int:
+    return SessionEvent.objects.filter(session_id=session.pk, seq__lte=up_to_seq).count()
+
+
+def last_seq_now(session: AgentSession) -> int:
+    """The session's newest seq as the database has it now (the instance may be older)."""
+    return int(AgentSession.objects.values_list("last_seq", flat=True).get(pk=session.pk))
 
 
 def session_counts_by_kind_and_group() -> dict[tuple[str, str], int]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from sessions_app import hooks, lifecycle
@@ -22,10 +21,15 @@ from sessions_app.models import (
 )
 from sessions_app.redaction import redact_payload
 from sessions_app.services.commands import command_queue
-from sessions_app.services.common import action_event, check_cap, lock_owner, require_act
+from sessions_app.services.common import (
+    MAX_MESSAGE_CHARS,
+    action_event,
+    check_cap,
+    lock_owner,
+    record_user_message,
+    require_act,
+)
 from sessions_app.states import Kind, Status
-
-MAX_MESSAGE_CHARS = 20_000
 
 
 def _verb(
@@ -176,7 +180,6 @@ def message_send(*, session: AgentSession, user: Any, text: str) -> RuntimeComma
         raise InvalidInput("text", f"must be at most {MAX_MESSAGE_CHARS} characters")
     if session.is_terminal:
         raise Conflict(f"This session has {session.status}; it takes no more messages.")
-    payload, counts = redact_payload({"role": "user", "text": text, "author": user.get_username()})
     with transaction.atomic():
         # Read the status under the row lock: the idle sweep (which skips locked rows) then
         # either sees this message's activity or has already made the chat idle, undone below.
@@ -189,25 +192,9 @@ def message_send(*, session: AgentSession, user: Any, text: str) -> RuntimeComma
             lifecycle.transition(
                 session, Status.RUNNING, actor=user.get_username(), reason="message"
             )
-        lifecycle.append_system_event(
-            session,
-            event_type=EventType.MESSAGE,
-            actor=user.get_username(),
-            payload=payload,
-            redactions=counts,
-        )
-        lifecycle.record_redactions(session, counts)
-        AgentSession.objects.filter(pk=session.pk).update(
-            **lifecycle.bump(
-                message_count=F("message_count") + 1,
-                **lifecycle.activity_fields(session.agent, now=timezone.now()),
-            )
-        )
+        stored = record_user_message(session, user=user, text=text)
         command = command_queue(
-            session=session,
-            kind=CommandKind.MESSAGE,
-            issued_by=user,
-            payload={"text": payload["text"]},
+            session=session, kind=CommandKind.MESSAGE, issued_by=user, payload={"text": stored}
         )
         hooks.session_changed(session.pk)
     session.refresh_from_db()

@@ -6,13 +6,15 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from sessions_app import hooks, metrics, selectors
 from sessions_app.errors import InvalidInput, NotFound
-from sessions_app.models import AgentSession, CommandStatus, RuntimeCommand
+from sessions_app.models import AgentSession, CommandKind, CommandStatus, RuntimeCommand
 from sessions_app.redaction import redact_payload, redact_text
+from sessions_app.services.starts import start_settle
 
 
 def command_queue(
@@ -105,10 +107,16 @@ def command_ack(
     *, command_id: Any, agent_ids: Iterable[int], status: str, result: str = ""
 ) -> RuntimeCommand:
     """A runtime's acknowledgement. Only commands for the runtime's own agents; repeating an
-    acknowledgement changes nothing (the first applied/rejected stands)."""
+    acknowledgement changes nothing (the first applied/rejected stands). The acknowledgement
+    that settles a `start` also settles its session: accepted (no longer waiting for a
+    runtime) or refused (failed). Several runtimes may serve one agent: the first `applied`
+    wins, and a runtime learns it lost when the answer's `result` is not the one it sent."""
     command = RuntimeCommand.objects.filter(pk=command_id, agent_id__in=list(agent_ids)).first()
     if command is None:
         raise NotFound(str(command_id))
-    command_mark(command_ids=[command.pk], status=status, result=result)
-    command.refresh_from_db()
+    with transaction.atomic():
+        changed = command_mark(command_ids=[command.pk], status=status, result=result)
+        command.refresh_from_db()
+        if changed and command.kind == CommandKind.START and status != CommandStatus.DELIVERED:
+            start_settle(command, status, command.result)
     return command

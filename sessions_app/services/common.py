@@ -6,12 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db.models import F
+from django.utils import timezone
 
 from sessions_app import lifecycle, selectors
 from sessions_app.errors import ConcurrencyLimit, NotAllowed, NotFound
 from sessions_app.models import Agent, AgentSession, EventType
+from sessions_app.redaction import redact_payload
 
 User = get_user_model()
+MAX_MESSAGE_CHARS = 20_000
 
 
 def require_act(user: Any, session: AgentSession) -> None:
@@ -53,3 +57,24 @@ def lock_owner(owner_id: int) -> None:
     # The per-user cap is a count-then-insert; serialising on the owner's row makes it atomic
     # without locking anyone else's creates. (SQLite serialises writers at BEGIN IMMEDIATE.)
     list(User.objects.select_for_update(no_key=True, of=("self",)).filter(pk=owner_id).values("pk"))
+
+
+def record_user_message(session: AgentSession, *, user: Any, text: str) -> str:
+    """A person's message in the transcript (redacted), counted and as activity; returns the
+    stored text. The caller holds a transaction and queues whatever tells the runtime."""
+    payload, counts = redact_payload({"role": "user", "text": text, "author": user.get_username()})
+    lifecycle.append_system_event(
+        session,
+        event_type=EventType.MESSAGE,
+        actor=user.get_username(),
+        payload=payload,
+        redactions=counts,
+    )
+    lifecycle.record_redactions(session, counts)
+    AgentSession.objects.filter(pk=session.pk).update(
+        **lifecycle.bump(
+            message_count=F("message_count") + 1,
+            **lifecycle.activity_fields(session.agent, now=timezone.now()),
+        )
+    )
+    return str(payload["text"])

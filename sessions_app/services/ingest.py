@@ -14,6 +14,7 @@ from sessions_app import lifecycle, metrics
 from sessions_app.errors import InvalidInput, NotFound
 from sessions_app.models import AgentSession, EventType, SessionEvent, StopReason
 from sessions_app.redaction import redact_payload, redact_text
+from sessions_app.services import usage
 from sessions_app.states import STATUSES, Kind, Status
 
 
@@ -87,8 +88,8 @@ def _same_event(event: EventIn, stored_type: str, stored_payload: Any) -> bool:
 
 def _late_report(session: AgentSession, event: EventIn) -> bool:
     """What a runtime may still report about a terminal session: the status it already has
-    (its own final report, crossing an operator's action) and an error."""
-    if event.type == EventType.ERROR:
+    (its own final report, crossing an operator's action), an error and the usage it billed."""
+    if event.type in (EventType.ERROR, EventType.USAGE):
         return True
     return event.type == EventType.STATUS_CHANGE and event.payload.get("to") == session.status
 
@@ -252,6 +253,9 @@ def _apply_event_effects(
         put("error_message", str(payload.get("message", "")))
     elif event_type == EventType.AGENT_STATUS:
         put("agent_status", payload.get("status", ""))
+    elif event_type == EventType.USAGE:
+        # Increments (F() + delta) go straight into the batch UPDATE, not onto the instance.
+        usage.fold(write.changes, payload)
 
 
 def _as_int(value: Any) -> int | None:

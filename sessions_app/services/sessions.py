@@ -1,5 +1,6 @@
-"""Sessions coming and going: create (from a page, a personal token or a runtime), clone,
-transfer, pin and delete."""
+"""Sessions coming and going: create (from a page, a personal token or a runtime), start
+(server-created sessions wait for a runtime), pin and delete. Clone and transfer are in
+`handover.py`."""
 
 from __future__ import annotations
 
@@ -11,28 +12,27 @@ from django.db.models import F
 from django.utils import timezone
 
 from sessions_app import hooks, lifecycle, metrics, selectors
-from sessions_app.errors import Conflict, InvalidInput, NotAllowed
+from sessions_app.errors import InvalidInput, NotAllowed
 from sessions_app.models import (
     Agent,
     AgentSession,
     CommandKind,
     EventType,
     Initiative,
-    Membership,
     Origin,
-    Role,
-    StopReason,
-    TenantMembership,
+    RuntimeCommand,
 )
 from sessions_app.redaction import redact_text
 from sessions_app.services.commands import command_queue
 from sessions_app.services.common import (
+    MAX_MESSAGE_CHARS,
     action_event,
     check_cap,
     lock_owner,
+    record_user_message,
     require_act,
-    require_view,
 )
+from sessions_app.services.starts import start_configuration
 from sessions_app.states import INITIAL, Kind, Status, fold, retention_deadline
 
 METADATA_FIELDS = ("sandbox", "profile", "runtime", "repo", "branch", "origin")
@@ -40,15 +40,8 @@ METADATA_FIELDS = ("sandbox", "profile", "runtime", "repo", "branch", "origin")
 
 def user_may_use_agent(user: Any, agent: Agent) -> bool:
     """Agent owner, tenant admin, or reporter and up on the agent's project; always only as a
-    member of the agent's workspace (tenant membership is the root of access)."""
-    membership = TenantMembership.objects.filter(tenant_id=agent.tenant_id, user=user).first()
-    if membership is None:
-        return False
-    if agent.owner_id == user.pk or membership.is_admin:
-        return True
-    return Membership.objects.filter(
-        project_id=agent.project_id, user=user, role__gte=Role.REPORTER
-    ).exists()
+    member of the agent's workspace (the rule is `selectors.agents_usable_by`)."""
+    return selectors.agents_usable_by(user).filter(pk=agent.pk).exists()
 
 
 def may_override_model(user: Any, agent: Agent) -> bool:
@@ -57,7 +50,7 @@ def may_override_model(user: Any, agent: Agent) -> bool:
     return agent.owner_id == user.pk or selectors.is_tenant_admin(user, agent.tenant_id)
 
 
-def _check_model(*, agent: Agent, model: str, user: Any) -> str:
+def check_model(*, agent: Agent, model: str, user: Any) -> str:
     chosen = model or agent.default_model
     if chosen == agent.default_model:
         return chosen
@@ -128,7 +121,7 @@ def session_create(
             "timeout_seconds",
             f"must not exceed the agent's max duration of {agent.max_duration_seconds} seconds",
         )
-    chosen_model = _check_model(agent=agent, model=model, user=requested_by or owner)
+    chosen_model = check_model(agent=agent, model=model, user=requested_by or owner)
     if initiative is not None and initiative.tenant_id != agent.tenant_id:
         raise InvalidInput("initiative", "belongs to another workspace")
     if parent is not None and parent.tenant_id != agent.tenant_id:
@@ -180,6 +173,63 @@ def session_create(
     return session
 
 
+def start_request(
+    *,
+    session: AgentSession,
+    origin: str,
+    issued_by: Any,
+    text: str = "",
+    cloned_from: AgentSession | None = None,
+    transfer: Mapping[str, Any] | None = None,
+) -> RuntimeCommand:
+    """Queue the `start` of a session the server created (origin: new, clone or transfer) for
+    the runtimes of its agent, with its full configuration; it waits ("waiting for a
+    runtime") until one accepts, and the start-timeout sweep fails it if none does. A
+    transfer carries what the receiver needs to continue where the source stopped
+    (`starts.transfer_context`, read before the source stopped)."""
+    now = timezone.now()
+    AgentSession.objects.filter(pk=session.pk).update(**lifecycle.bump(awaiting_runtime_since=now))
+    session.awaiting_runtime_since = now
+    payload: dict[str, Any] = {
+        "origin": origin,
+        "session": start_configuration(session, METADATA_FIELDS),
+        "input": text,
+    }
+    if cloned_from is not None:
+        payload["cloned_from"] = str(cloned_from.pk)
+    if transfer is not None:
+        payload["transfer"] = dict(transfer)
+    command = command_queue(
+        session=session, kind=CommandKind.START, issued_by=issued_by, payload=payload
+    )
+    hooks.session_changed(session.pk)
+    return command
+
+
+def _first_input(text: str) -> str:
+    text = text.strip()
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise InvalidInput("input", f"must be at most {MAX_MESSAGE_CHARS} characters")
+    return text
+
+
+def session_new(
+    *, agent: Agent, user: Any, kind: str, text: str = "", **settings: Any
+) -> AgentSession:
+    """A session a person starts (the page's New session, or the API with a personal token):
+    owned by them, under the agent's policy and their concurrency cap; the first message or
+    goal goes into the transcript, and the session waits for a runtime of the agent."""
+    text = _first_input(text)
+    with transaction.atomic():
+        session = session_create(
+            agent=agent, owner=user, kind=kind, actor=user.get_username(), **settings
+        )
+        stored = record_user_message(session, user=user, text=text) if text else ""
+        start_request(session=session, origin="new", issued_by=user, text=stored)
+    session.refresh_from_db()
+    return session
+
+
 def session_create_for_token(
     *,
     access: selectors.TokenAccess,
@@ -187,10 +237,12 @@ def session_create_for_token(
     owner_username: str = "",
     initiative_id: int | None = None,
     parent_id: Any = None,
+    text: str = "",
     **settings: Any,
 ) -> AgentSession:
     """A session asked for through the API: runtime tokens create for their agents on behalf of
-    a named member; personal tokens create sessions owned by their own user."""
+    a named member (the runtime runs it, so nothing is queued; `text` only goes into the
+    transcript); personal tokens start sessions owned by their own user, like the page."""
     agent = selectors.agent_in_tenant(tenant_id=access.tenant_id, agent_id=agent_id)
     if agent is None:
         raise InvalidInput("agent", f"no agent with id {agent_id} in this workspace")
@@ -220,87 +272,25 @@ def session_create_for_token(
         parent = selectors.sessions_visible_to_token(access).filter(pk=parent_id).first()
         if parent is None:
             raise InvalidInput("parent", f"no session {parent_id} visible to you")
-    return session_create(
-        agent=agent,
-        owner=owner,
-        kind=settings.pop("kind"),
-        actor=agent.name if access.is_runtime else owner.get_username(),
-        initiative=initiative,
-        parent=parent,
-        **settings,
-    )
-
-
-def _copy_settings(session: AgentSession) -> dict[str, Any]:
-    return {
-        "agent": session.agent,
-        "kind": session.kind,
-        "model": session.model,
-        "temperature": session.temperature,
-        "max_tokens": session.max_tokens,
-        "timeout_seconds": session.timeout_seconds,
-        "initiative": session.initiative,
-        "metadata": {f: getattr(session, f) for f in METADATA_FIELDS},
-    }
-
-
-def session_clone(*, session: AgentSession, user: Any) -> AgentSession:
-    """A fresh session with the same agent, settings and metadata, owned by the cloner, under
-    the same model and concurrency policy as any session they create."""
-    require_view(user, session)
+    if not access.is_runtime:
+        return session_new(
+            agent=agent, user=owner, text=text, initiative=initiative, parent=parent, **settings
+        )
+    text = _first_input(text)
     with transaction.atomic():
-        clone = session_create(
-            owner=user,
-            actor=user.get_username(),
-            title=f"{session.title} (clone)"[:300],
-            **_copy_settings(session),
+        session = session_create(
+            agent=agent,
+            owner=owner,
+            kind=settings.pop("kind"),
+            actor=agent.name,
+            initiative=initiative,
+            parent=parent,
+            **settings,
         )
-        AgentSession.objects.filter(pk=clone.pk).update(cloned_from=session)
-    clone.cloned_from = session
-    return clone
-
-
-def session_transfer(*, session: AgentSession, user: Any, to_user: Any) -> AgentSession:
-    """Hand a live session to another person: a new session owned by them continues it and the
-    original stops with stop reason `transfer`."""
-    require_act(user, session)
-    if session.is_terminal:
-        raise Conflict(f"A {session.status} session cannot be transferred.")
-    if to_user.pk == session.owner_id:
-        raise InvalidInput("to_user", "already owns this session")
-    with transaction.atomic():
-        successor = session_create(
-            owner=to_user,
-            requested_by=user,
-            actor=user.get_username(),
-            title=session.title,
-            parent=session.parent,
-            **_copy_settings(session),
-        )
-        AgentSession.objects.filter(pk=successor.pk).update(transferred_from=session)
-        final = Status.ENDED if session.kind == Kind.CHAT else Status.STOPPED
-        if session.kind != Kind.CHAT and session.status != Status.STOPPING:
-            lifecycle.transition(
-                session, Status.STOPPING, actor=user.get_username(), stop_reason=StopReason.TRANSFER
-            )
-        lifecycle.transition(
-            session,
-            final,
-            actor=user.get_username(),
-            reason="transfer",
-            stop_reason=StopReason.TRANSFER,
-        )
-        # The successor is linked by its `transferred_from`, shown to those who may see it
-        # (lineage); its id in the transcript would reach everyone who reads this one.
-        action_event(session, user=user, action="transfer", to=to_user.get_username())
-        command_queue(
-            session=session,
-            kind=CommandKind.TRANSFER,
-            issued_by=user,
-            payload={"to_session": str(successor.pk), "to_user": to_user.get_username()},
-        )
-    successor.refresh_from_db()
-    return successor
+        if text:
+            record_user_message(session, user=owner, text=text)
+    session.refresh_from_db()
+    return session
 
 
 def session_delete(*, session: AgentSession, user: Any) -> None:
@@ -329,5 +319,19 @@ def session_set_pinned(*, session: AgentSession, user: Any, pinned: bool) -> Age
         AgentSession.objects.filter(pk=session.pk).update(**lifecycle.bump(pinned=pinned))
         action_event(session, user=user, action="pin" if pinned else "unpin")
         hooks.session_changed(session.pk)
+    session.refresh_from_db()
+    return session
+
+
+def session_archive(*, session: AgentSession, user: Any) -> AgentSession:
+    """Archive a finished session now (the archive sweep does it after the policy's days)."""
+    require_act(user, session)
+    with transaction.atomic():
+        updated = AgentSession.objects.filter(
+            pk=session.pk, archived_at__isnull=True, live=False
+        ).update(**lifecycle.bump(archived_at=timezone.now()))
+        if updated:
+            action_event(session, user=user, action="archive")
+            hooks.session_changed(session.pk)
     session.refresh_from_db()
     return session

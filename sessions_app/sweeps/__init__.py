@@ -6,6 +6,8 @@ The Celery tasks in `tasks.py` (on the beat schedule in `config/celery.py`) call
 - `policy_sweep`: stop grace (stopping -> stopped), max duration (stop / end), idle timeout
   (chat running -> idle -> ended) and the stall watchdog (flag flow runs and background tasks
   that stopped reporting).
+  Also the start timeout: a session the server created fails when no runtime accepted its
+  `start` within SCC_START_TIMEOUT_SECONDS.
 - `archive_sweep`: set `archived_at` on sessions that ended `auto_archive_days` ago.
 - `retention_purge`: delete unpinned sessions past `expires_at`, with their events and commands.
 
@@ -50,6 +52,7 @@ from sessions_app.sweeps.policy import (
     policy_sweep,
     stop_grace_due,
 )
+from sessions_app.sweeps.starts import start_timeout_due
 
 __all__ = [
     "ACTOR",
@@ -68,5 +71,6 @@ __all__ = [
     "max_duration_due",
     "policy_sweep",
     "retention_purge",
+    "start_timeout_due",
     "stop_grace_due",
 ]

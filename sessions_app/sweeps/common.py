@@ -80,6 +80,7 @@ class SweepReport:
     ended_max_duration: int = 0
     stopped_grace: int = 0
     runtime_lost: int = 0
+    start_timeout: int = 0
     errors: int = 0
     broken_agents: int = 0
     truncated: bool = False
@@ -97,6 +98,7 @@ class SweepReport:
             + self.ended_max_duration
             + self.stopped_grace
             + self.runtime_lost
+            + self.start_timeout
         )
 
 

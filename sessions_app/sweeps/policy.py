@@ -1,4 +1,5 @@
-"""The policy sweep: stop grace, max duration, idle timeout and the stall watchdog."""
+"""The policy sweep: stop grace, max duration, idle timeout, the stall watchdog and the start
+timeout (`starts.py`)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ from sessions_app.sweeps.common import (
     logger,
     measured,
 )
+from sessions_app.sweeps.starts import start_timeout
 
 # Flow runs and background tasks the stall watchdog looks at: those that should be making progress.
 # Waiting for input and paused are waits for a person; stopping has its own grace period.
@@ -70,6 +72,7 @@ def policy_sweep(
     _max_duration(now, report, batch_size, budget)
     _idle(now, report, batch_size, budget)
     _runtime_lost(now, report, batch_size, budget)
+    start_timeout(now, report, batch_size, budget)
     if report.changed or report.errors:
         logger.info("policy sweep: %s", report.as_dict())
     return report

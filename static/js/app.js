@@ -1,5 +1,5 @@
 // The little that htmx does not cover: the panel toggle and shortcut, relative times,
-// auto-submitting filters, the "N new" banner, dialogs, the log-detail toggle.
+// auto-submitting filters, the "N new" banner, dialogs, the log-detail toggle, row selection.
 (function () {
   "use strict";
   var socket = null;
@@ -35,7 +35,12 @@
     var t = e.target.closest("[data-cc-toggle]");
     if (t) { togglePanel(); return; }
     var d = e.target.closest("[data-dialog]");
-    if (d) { var dlg = document.getElementById(d.getAttribute("data-dialog")); if (dlg) dlg.showModal(); return; }
+    if (d) {
+      var dlg = document.getElementById(d.getAttribute("data-dialog"));
+      // A dialog whose content is fetched on open listens for scc:open (hx-trigger).
+      if (dlg) { dlg.showModal(); htmx.trigger(dlg, "scc:open"); }
+      return;
+    }
     var mode = e.target.closest("[data-logmode]");
     if (mode) { setLogMode(mode.getAttribute("data-logmode")); return; }
     if (e.target.closest("[data-show-new]")) {
@@ -139,10 +144,11 @@
   document.addEventListener("htmx:beforeSwap", function (e) { remember(e.detail.target); });
   document.addEventListener("htmx:afterSwap", restore);
 
-  // A dialog's action went through: close the dialog (its result shows in the header).
+  // A dialog's action went through: close the dialog (its result shows in the header). A dialog
+  // with data-keep-open shows its own errors and leaves by a redirect, so it stays.
   document.addEventListener("htmx:afterRequest", function (e) {
     var dlg = e.detail.elt && e.detail.elt.closest && e.detail.elt.closest("dialog");
-    if (dlg && e.detail.successful && dlg.open) dlg.close();
+    if (dlg && e.detail.successful && dlg.open && !dlg.hasAttribute("data-keep-open")) dlg.close();
   });
   // Picking an item of a menu closes the menu.
   document.addEventListener("click", function (e) {
@@ -193,6 +199,29 @@
     restore();
   }
   document.addEventListener("htmx:wsAfterMessage", applyLiveOps);
+
+  // --- row selection for bulk actions ---------------------------------------------------------
+  // Rows are re-rendered by pushes and snapshots; the selection lives here and is put back on
+  // the new checkboxes, so a live update never unticks what the operator picked.
+  var selected = new Set();
+  function syncSelection() {
+    var shown = 0;
+    document.querySelectorAll(".row-select").forEach(function (box) {
+      box.checked = selected.has(box.value);
+      if (box.checked) shown++;
+    });
+    document.querySelectorAll("[data-selected-count]").forEach(function (el) { el.textContent = String(shown); });
+    var radio = document.querySelector('[data-bulk-scope="' + (shown ? "selected" : "filter") + '"]');
+    if (radio) radio.checked = true;
+  }
+  document.addEventListener("change", function (e) {
+    var box = e.target.closest(".row-select");
+    if (!box) return;
+    if (box.checked) selected.add(box.value); else selected.delete(box.value);
+    syncSelection();
+  });
+  document.addEventListener("htmx:wsAfterMessage", syncSelection);
+  document.addEventListener("htmx:afterSwap", syncSelection);
 
   // --- All logs / Concise ------------------------------------------------------------------------
   function applyLogMode() {

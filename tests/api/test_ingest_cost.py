@@ -112,3 +112,14 @@ def test_a_revocation_made_elsewhere_takes_effect_within_the_cache_time(
         assert time.monotonic() < deadline, "revocation not seen within the cache time"
         time.sleep(0.05)
     assert runtime.get("/token").status_code == 401
+
+
+def test_usage_adds_no_statement(world: Any, runtime: Api, flow: AgentSession) -> None:
+    """Usage totals ride the batch's one UPDATE as increments."""
+    _statements(runtime, flow, events(("thinking", {"text": "warm"}), prefix="w"))
+    batch = events(*MIXED, ("usage", {"tokens_in": 40, "tokens_out": 2, "cost": "0.01"}))
+    sql = _statements(runtime, flow, batch)
+    assert len(sql) == 4, sql
+    assert '"tokens_in" = ' in sql[3]
+    flow.refresh_from_db()
+    assert (flow.tokens_in, flow.tokens_out, str(flow.cost)) == (40, 2, "0.010000")

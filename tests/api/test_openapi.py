@@ -41,9 +41,15 @@ def test_the_openapi_document_lists_every_endpoint(world: Any) -> None:
         "/api/v1/sessions/{session_id}/checkpoint/approve",
         "/api/v1/sessions/{session_id}/checkpoint/reject",
         "/api/v1/sessions/{session_id}/messages",
+        "/api/v1/sessions/{session_id}/pin",
+        "/api/v1/sessions/{session_id}/unpin",
+        "/api/v1/sessions/{session_id}/clone",
+        "/api/v1/sessions/{session_id}/transfer",
+        "/api/v1/sessions/{session_id}/export",
         "/api/v1/runtime/commands",
         "/api/v1/runtime/commands/{command_id}/ack",
     }
+    assert "delete" in doc["paths"]["/api/v1/sessions/{session_id}"]
     assert doc["components"]["securitySchemes"]["TokenAuth"]["scheme"] == "bearer"
 
 

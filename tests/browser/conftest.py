@@ -144,8 +144,8 @@ def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path:
 
 class FakeRuntime:
     """An agent runtime in a thread: receives commands over /ws/runtime/ with the runtime
-    client, answers each message command with an agent message posted through the API, and
-    acknowledges it."""
+    client, answers each message command with an agent message posted through the API, accepts
+    each `start` and reports the session running, and acknowledges every command."""
 
     def __init__(self, client: RuntimeClient) -> None:
         # Its own HTTP client: the thread must not share connections with the test's.
@@ -170,6 +170,13 @@ class FakeRuntime:
         try:
             for command in self.client.commands(stop=self._stop, transport="websocket"):
                 self.received.append(command)
+                if command["kind"] == "start":
+                    if self.client.accept_start(command):
+                        batch = self.client.batch(command["session_id"])
+                        batch.status("running")
+                        batch.agent_status("working")
+                        batch.flush()
+                    continue
                 if command["kind"] == "message":
                     batch = self.client.batch(command["session_id"])
                     batch.message("agent", f"You asked: {command['payload']['text']}")

@@ -52,6 +52,7 @@ def report_workspace(runtime: RuntimeClient, world: World) -> Workspace:
         b.step("started", name, index=i, total=3)
         b.step("completed", name, index=i, total=3)
     b.status("completed")
+    b.usage(tokens_in=48210, tokens_out=5120, cost="0.221430")
     b.flush()
 
     failed = create("flow_run", "developer", "Migrate customer notes", repo="acme/crm")
@@ -59,6 +60,7 @@ def report_workspace(runtime: RuntimeClient, world: World) -> Workspace:
     b.status("running")
     b.step("started", "Copy notes", index=1, total=2)
     b.status("failed", error={"code": "timeout", "message": "The CRM did not answer in 300 s."})
+    b.usage(tokens_in=9120, tokens_out=800, cost="0.039360")
     b.flush()
 
     rotate = create("background_task", "admin", "Rotate API keys")
@@ -84,6 +86,7 @@ def report_workspace(runtime: RuntimeClient, world: World) -> Workspace:
     b.message("agent", "Reindexing 3 of 12 shards.")
     b.progress(turns=12)
     b.agent_status("working")
+    b.usage(tokens_in=131000, tokens_out=22400, cost="0.729000")
     b.flush()
 
     refund = create("chat", "owner", "Refund window for annual plans")
@@ -95,6 +98,7 @@ def report_workspace(runtime: RuntimeClient, world: World) -> Workspace:
     b.message("agent", "Annual plans can be refunded in full within 30 days of purchase.")
     b.message("user", "And after 30 days?")
     b.agent_status("working")
+    b.usage(tokens_in=6300, tokens_out=1900, cost="0.047400")
     b.flush()
 
     release = create(
@@ -119,6 +123,7 @@ def report_workspace(runtime: RuntimeClient, world: World) -> Workspace:
     b.step("started", RELEASE_STEPS[3], index=4, total=len(RELEASE_STEPS))
     b.checkpoint("awaiting", "Approve the production deploy")
     b.status("waiting_input", reason="checkpoint")
+    b.usage(tokens_in=88400, tokens_out=12700, cost="0.455700")
     b.flush()
 
     return Workspace(release=release, refund_chat=refund, reindex=reindex, failed=failed)
@@ -140,6 +145,7 @@ def test_the_main_views_show_a_realistic_workspace(
     expect(page.locator("#rows-rest .row")).to_have_count(4)
     expect(page.locator(f"#session-{ws.failed} .row-error")).to_contain_text("did not answer")
     expect(page.locator("#cc-badge")).to_have_text("1")  # the release waits on a person
+    expect(page.locator("#insights-strip .strip-title")).to_be_visible()
     screenshot(page, "sessions-light")
     light = background_of(page)
 
@@ -151,6 +157,7 @@ def test_the_main_views_show_a_realistic_workspace(
     ).to_be_visible()
     expect(panel.locator(f"#cc-active-{ws.reindex}")).to_be_visible()
     expect(panel.locator("#cc-count-recent")).to_have_text("4")
+    expect(panel.locator("#cc-insights .strip-title")).to_be_visible()
     screenshot(page, "panel")
 
     page.goto(f"/sessions/{ws.release}/")

@@ -170,6 +170,22 @@ async def test_a_paged_viewer_gets_a_banner_instead_of_inserts(world) -> None:
     await communicator.disconnect()
 
 
+async def test_a_list_sorted_by_cost_is_updated_in_place_not_moved(world) -> None:
+    s = await sync_to_async(f.make_session)(world.agent, world.owner, Kind.FLOW_RUN)
+    communicator = await connect(world.owner, "view=list&sort=cost")
+    snapshot = await communicator.receive_from(timeout=5)
+    assert "By cost, most first" in snapshot
+    await sync_to_async(services.events_record)(
+        session=s, events=[services.EventIn("u1", "usage", {"tokens_in": 5, "cost": "1"})]
+    )
+    frame = await receive_until(communicator, "$1.00")
+    # The page cannot keep a usage order by itself: the row changes where it is, and the
+    # banner offers the re-sorted list.
+    assert f'data-op="replace" data-target="session-{s.pk}"' in frame
+    assert 'data-op="insert" data-target="rows-' not in frame
+    await communicator.disconnect()
+
+
 async def test_detail_view_appends_new_events(world) -> None:
     s = await sync_to_async(f.make_session)(world.agent, world.owner, Kind.CHAT)
     communicator = await connect(world.owner, f"view=detail&session={s.pk}")

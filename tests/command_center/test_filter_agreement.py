@@ -142,6 +142,8 @@ def build_filter_world() -> FilterWorld:
         elif i % 11 == 3:
             # Exactly on the Active Now edge for a chat: both sides must include it.
             changes["last_activity_at"] = now - states.ACTIVE_CHAT_WINDOW
+        if session.live and i % 4 == 0:
+            changes["stalled"] = True
         if session.status in states.TERMINAL[session.kind] and i % 2 == 0:
             changes["archived_at"] = now - timedelta(days=1)
         if changes:
@@ -163,6 +165,7 @@ def build_filter_world() -> FilterWorld:
         "agent": [None, *(a.pk for a in agents)],
         "project": [None, payments.pk, search.pk],
         "q": queries,
+        "stalled": [False, True],
     }
     flts: list[SessionFilter] = []
     # Each field alone, with and without Active Now and Archived...
@@ -252,6 +255,7 @@ def test_the_generated_filters_select_something_for_every_field(
         "q literal %": SessionFilter(q="100%"),
         "q short id": SessionFilter(q=f"#{shown.short_id[:4]}"),
         "active_only": SessionFilter(active_only=True),
+        "stalled": SessionFilter(stalled=True),
         "archived": SessionFilter(archived=True),
     }
     for field, flt in narrowing.items():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -250,10 +251,12 @@ def test_export_is_the_redacted_transcript(owner_client, world) -> None:
         actor="rt",
     )
     resp = owner_client.get(reverse("session_export", args=[s.pk]))
-    data = resp.json()
+    text = b"".join(resp.streaming_content).decode()
+    data = json.loads(text)
     assert resp["Content-Disposition"].startswith("attachment;")
     assert [e["seq"] for e in data["events"]] == [1, 2]
-    assert secret not in resp.content.decode()
+    assert "[REDACTED:anthropic_key]" in text
+    assert secret not in text
 
 
 def test_a_deleted_session_is_gone_with_its_events(owner_client, world) -> None:
@@ -283,12 +286,12 @@ def test_transfer_hands_the_session_to_a_named_member(owner_client, world) -> No
     assert (s.status, s.stop_reason) == ("stopped", "transfer")
 
 
-def test_transfer_to_a_stranger_is_a_400_naming_them(owner_client, world) -> None:
+def test_transfer_to_a_stranger_is_a_422_naming_them(owner_client, world) -> None:
     s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
     resp = owner_client.post(
         reverse("session_transfer", args=[s.pk]), {"to": "other_admin"}, HTTP_HX_REQUEST="true"
     )
-    assert resp.status_code == 400
+    assert resp.status_code == 422
     assert "other_admin" in resp.content.decode()
     assert not AgentSession.objects.filter(transferred_from=s).exists()
 
@@ -303,3 +306,38 @@ def test_delete_needs_the_right_to_act(client, world) -> None:
     resp = client.post(reverse("session_delete", args=[s.pk]), HTTP_HX_REQUEST="true")
     assert resp["HX-Redirect"] == reverse("sessions")
     assert not AgentSession.objects.filter(pk=s.pk).exists()
+
+
+def test_usage_shows_on_rows_detail_and_export(owner_client, world) -> None:
+    s = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, status="running")
+    quiet = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, title="No usage yet")
+    services.events_record(
+        session=s,
+        events=[
+            services.EventIn("u1", "usage", {"tokens_in": 12000, "tokens_out": 345, "cost": "1.5"})
+        ],
+    )
+    listing = owner_client.get(reverse("sessions")).content.decode()
+    row = listing.split(f'id="session-{s.pk}"')[1].split("</a>")[0]
+    assert "$1.50" in row
+    assert "12.3k tok" in row
+    quiet_row = listing.split(f'id="session-{quiet.pk}"')[1].split("</a>")[0]
+    assert "tok</span>" not in quiet_row  # control: no usage, no figure
+    detail = owner_client.get(reverse("session_detail", args=[s.pk])).content.decode()
+    assert "<dt>Tokens in</dt><dd>12000</dd>" in detail
+    assert "<dt>Cost</dt>" in detail
+    assert "Usage · 12000 tokens in · 345 out" in detail  # the transcript line
+    export = owner_client.get(reverse("session_export", args=[s.pk])).json()
+    assert export["session"]["usage"] == {"tokens_in": 12000, "tokens_out": 345, "cost": "1.500000"}
+
+
+def test_the_list_sorts_by_cost(owner_client, world) -> None:
+    dear = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, title="Dear one")
+    cheap = f.make_session(world.agent, world.owner, Kind.FLOW_RUN, title="Cheap one")
+    AgentSession.objects.filter(pk=cheap.pk).update(cost="0.10")
+    AgentSession.objects.filter(pk=dear.pk).update(cost="9.00")
+    body = owner_client.get(reverse("sessions"), {"sort": "cost"}).content.decode()
+    assert body.index("Dear one") < body.index("Cheap one")
+    default = owner_client.get(reverse("sessions")).content.decode()
+    assert default.index("Cheap one") < default.index("Dear one")  # control: most recent first
+    assert owner_client.get(reverse("sessions"), {"sort": "price"}).status_code == 400

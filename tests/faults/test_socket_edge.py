@@ -209,3 +209,33 @@ async def test_the_database_away_on_the_runtime_socket_closes_with_1013(world: A
             )
         )
         assert await closed_with(ws) == edge.CLOSE_TRY_AGAIN_LATER
+
+
+async def test_a_client_gone_mid_push_drops_the_frame_without_a_traceback(caplog: Any) -> None:
+    """daphne raises when a frame is sent to a client that has just left; the push is dropped
+    and the socket's own disconnect cleans up, with nothing logged as an error."""
+    from autobahn.exception import Disconnected
+
+    delivered: list[Any] = []
+    server_state = {"gone": False}
+
+    async def server_send(message: Any) -> None:
+        if server_state["gone"] and message["type"] == "websocket.send":
+            raise Disconnected("Attempt to send on a closed protocol")
+        delivered.append(message)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "before"})
+        server_state["gone"] = True
+        await send({"type": "websocket.send", "text": "after"})
+        await send({"type": "websocket.send", "text": "later"})
+
+    async def receive() -> Any:
+        return {"type": "websocket.connect"}
+
+    with caplog.at_level(logging.DEBUG):
+        await edge.SocketGuard(app)({"type": "websocket", "path": "/ws/x/"}, receive, server_send)
+    # Positive control: frames before the client left were sent.
+    assert [m.get("text") for m in delivered] == [None, "before"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -297,7 +297,8 @@ def test_a_transferred_chats_successor_is_named_only_to_those_who_may_see_it(cli
     assert "Transferred to" in body
     assert selectors.HIDDEN_TITLE in body
     assert str(successor.pk) not in body
-    export = client.get(reverse("session_export", args=[chat.pk])).content.decode()
+    download = client.get(reverse("session_export", args=[chat.pk]))
+    export = b"".join(download.streaming_content).decode()
     assert str(successor.pk) not in export
     commands = Api(make_token(world, TokenKind.PERSONAL, world.owner)).get(
         f"/sessions/{chat.pk}/commands"

@@ -47,6 +47,7 @@ def test_the_beat_schedule_runs_every_sweep_on_its_interval() -> None:
         "archive-sweep": ("sessions_app.tasks.archive_sweep", 600.0),
         "retention-purge": ("sessions_app.tasks.retention_purge", 600.0),
         "idempotency-purge": ("sessions_app.tasks.idempotency_purge", 600.0),
+        "bulk-resume-stalled": ("sessions_app.tasks.bulk_resume_stalled", 60.0),
     }
     for entry in schedule.values():
         assert entry["task"] in celery_app.tasks

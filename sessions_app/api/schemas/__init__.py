@@ -68,12 +68,14 @@ from sessions_app.api.schemas.events import (
 )
 from sessions_app.api.schemas.sessions import (
     Checkpoint,
+    DeletedOut,
     Progress,
     RunMetadata,
     SessionCreateIn,
     SessionError,
     SessionListOut,
     SessionOut,
+    TransferIn,
 )
 
 __all__ = [
@@ -99,6 +101,7 @@ __all__ = [
     "Count",
     "DbId",
     "DecisionIn",
+    "DeletedOut",
     "ErrorEvent",
     "ErrorInfo",
     "ErrorOut",
@@ -139,6 +142,7 @@ __all__ = [
     "ToolCallPayload",
     "ToolResultEvent",
     "ToolResultPayload",
+    "TransferIn",
     "UserRef",
     "unstorable_text",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -115,6 +116,24 @@ class ArtifactPayload(_Payload):
     size_bytes: int | None = Field(None, ge=0, le=2**62)
 
 
+MAX_USAGE_TOKENS = 10**12
+MAX_USAGE_COST = Decimal(10**6)
+
+
+class UsagePayload(_Payload):
+    """Additive: each event adds to the session's totals once (a retried event adds nothing)."""
+
+    tokens_in: int = Field(0, ge=0, le=MAX_USAGE_TOKENS)
+    tokens_out: int = Field(0, ge=0, le=MAX_USAGE_TOKENS)
+    cost: Decimal = Field(
+        Decimal(0),
+        ge=0,
+        le=MAX_USAGE_COST,
+        decimal_places=6,
+        description="In the workspace's currency, at most 6 decimal places; stored as a string",
+    )
+
+
 class _EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -188,6 +207,11 @@ class ArtifactEvent(_EventIn):
     payload: ArtifactPayload
 
 
+class UsageEvent(_EventIn):
+    type: Literal["usage"]
+    payload: UsagePayload
+
+
 EventIn = Annotated[
     MessageEvent
     | ThinkingEvent
@@ -200,7 +224,8 @@ EventIn = Annotated[
     | ProgressEvent
     | ErrorEvent
     | AgentStatusEvent
-    | ArtifactEvent,
+    | ArtifactEvent
+    | UsageEvent,
     Field(discriminator="type"),
 ]
 EVENT_TYPES = (
@@ -216,6 +241,7 @@ EVENT_TYPES = (
     "error",
     "agent_status",
     "artifact",
+    "usage",
 )
 
 

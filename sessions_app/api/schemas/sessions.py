@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
@@ -46,6 +47,27 @@ class SessionCreateIn(BaseModel):
     initiative: DbId | None = None
     parent: UUID | None = Field(None, description="The chat or flow this session was spawned from")
     metadata: RunMetadata = Field(default_factory=RunMetadata)
+    input: Annotated[Text, Field(max_length=20_000)] = Field(
+        "",
+        description="The first message (chat) or the goal (flow run, background task); stored "
+        "in the transcript and, for a personal token's session, sent with its `start` command",
+    )
+
+
+class TransferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to_user: Annotated[Text, Field(min_length=1, max_length=150)] | None = Field(
+        None, description="Username of the workspace member who takes the session over"
+    )
+    to_agent: DbId | None = Field(
+        None, description="Id of the agent that continues the session (same owner)"
+    )
+
+
+class DeletedOut(BaseModel):
+    id: UUID
+    deleted: bool
 
 
 class Progress(BaseModel):
@@ -66,6 +88,12 @@ class Checkpoint(BaseModel):
 class SessionError(BaseModel):
     code: str
     message: str
+
+
+class Usage(BaseModel):
+    tokens_in: int
+    tokens_out: int
+    cost: Decimal = Field(description="The sum of the session's usage events (a string)")
 
 
 class SessionOut(BaseModel):
@@ -97,11 +125,16 @@ class SessionOut(BaseModel):
     max_tokens: int
     timeout_seconds: int
     progress: Progress
+    usage: Usage
     checkpoint: Checkpoint
     error: SessionError | None
     stop_reason: str
     metadata: dict[str, str]
     pinned: bool
+    awaiting_runtime_since: datetime | None = Field(
+        description="Set while a session the server created waits for a runtime to accept it"
+    )
+    waiting_reason: str = Field(description="'waiting for a runtime' while it waits, else ''")
     last_seq: int
     version: int
     created_at: datetime

@@ -188,6 +188,12 @@ def _events(session: AgentSession, items: list[tuple[str, dict[str, Any]]]) -> N
     )
 
 
+def _usage(rng: random.Random) -> tuple[str, dict[str, Any]]:
+    tokens_in, tokens_out = rng.randint(400, 6000), rng.randint(50, 1500)
+    cost = (tokens_in * 3 + tokens_out * 15) / 1_000_000
+    return ("usage", {"tokens_in": tokens_in, "tokens_out": tokens_out, "cost": f"{cost:.6f}"})
+
+
 def _play(session: AgentSession, rng: random.Random, i: int) -> str:
     """Drive a session through a believable history; returns its final status."""
     if session.kind == Kind.FLOW_RUN:
@@ -206,6 +212,7 @@ def _play(session: AgentSession, rng: random.Random, i: int) -> str:
                         {"name": "shell", "arguments": {"cmd": "make check"}, "call_id": f"c{n}"},
                     ),
                     ("tool_result", {"call_id": f"c{n}", "output": "ok", "is_error": False}),
+                    _usage(rng),
                     ("step", {"state": "completed", "name": name, "index": n, "total": len(steps)}),
                 ],
             )

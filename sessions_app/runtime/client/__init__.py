@@ -14,6 +14,14 @@ so the copy works under any package name.
     for command in client.commands(stop=stop_event):
         ...  # obey, then client.ack(command["id"], "applied")
 
+A `start` command is a session the server created (New session on the page or with a personal
+token, clone, transfer) for one of the token's agents: its payload has `origin` (new, clone,
+transfer), `session` (the full configuration: kind, title, model, temperature, max_tokens,
+timeout_seconds, metadata, ...), `input` (the first message or goal) and, for a transfer,
+`transfer` (the source's id, where it stood, a summary and the end of its transcript).
+`client.accept_start(command)` accepts it and says whether this runtime won it; then run it
+(post its events like any session's).
+
 Failures: network errors and 429/5xx answers are retried with exponential backoff (the server
 may be restarting); other errors raise an ApiError subclass carrying the server's message.
 

@@ -56,6 +56,8 @@ class RuntimeClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        # Names this process in `start` acknowledgements, so it can tell whether it won one.
+        self.instance = f"runtime-{uuid.uuid4().hex[:12]}"
         self.backoff = backoff or Backoff()
         self.sleep = sleep
         self.http = httpx.Client(
@@ -229,6 +231,14 @@ class RuntimeClient:
             json_body={"status": status, "result": storable(result)[:2000]},
         )
         return answer
+
+    def accept_start(self, command: Mapping[str, Any]) -> bool:
+        """Accept a `start` command (a session the server created: new from a page, clone,
+        transfer). Several runtimes may serve one agent and all receive it; the first
+        `applied` wins. True when this runtime won and should run the session."""
+        mine = f"started by {self.instance}"
+        answer = self.ack(str(command["id"]), "applied", mine)
+        return answer.get("status") == "applied" and answer.get("result") == mine
 
     def commands(
         self, *, stop: threading.Event | None = None, transport: str = "auto"

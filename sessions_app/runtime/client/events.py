@@ -170,6 +170,11 @@ class EventBatch:
     def agent_status(self, status: str) -> str:
         return self.add("agent_status", {"status": status})
 
+    def usage(self, *, tokens_in: int = 0, tokens_out: int = 0, cost: str = "0") -> str:
+        """Additive: what this stretch of work consumed (the server sums them per session).
+        `cost` is a decimal string, so no float rounding creeps into the totals."""
+        return self.add("usage", {"tokens_in": tokens_in, "tokens_out": tokens_out, "cost": cost})
+
     def artifact(
         self, name: str, *, uri: str = "", mime_type: str = "", size_bytes: int | None = None
     ) -> str:

@@ -33,7 +33,14 @@ from sessions_app.runtime.client import (
 from sessions_app.runtime.demo import scenarios as sc
 from sessions_app.runtime.demo.config import KINDS, DemoConfig, Target, parse_mix
 from sessions_app.runtime.demo.player import Finished, Player, Script
-from sessions_app.runtime.demo.scripts import chat_script, flow_script, reply_script, task_script
+from sessions_app.runtime.demo.scripts import (
+    chat_script,
+    flow_script,
+    opened_chat_script,
+    reply_script,
+    task_script,
+    transferred_script,
+)
 
 __all__ = ["KINDS", "Demo", "DemoConfig", "Finished", "Player", "Target", "parse_mix"]
 
@@ -157,7 +164,9 @@ class Demo:
             return
         kind = command["kind"]
         try:
-            if kind == "message":
+            if kind == "start":
+                self._start(command)
+            elif kind == "message":
                 session = self.client.get_session(session_id)
                 self._add(session, reply_script(str(command.get("payload", {}).get("text", ""))))
                 self.ack(command, "replying")
@@ -181,6 +190,29 @@ class Demo:
         except ApiError as exc:
             logger.info("command %s for %s: %s", kind, session_id[:8], exc)
             self.ack(command, str(exc)[:500], status="rejected")
+
+    def _start(self, command: dict[str, Any]) -> None:
+        """A session the server created for one of our agents: accept it (unless another
+        runtime did first) and play it; clones and new sessions start fresh, transfers
+        continue where their source stopped."""
+        payload = command.get("payload") or {}
+        config = payload.get("session") or {}
+        if not self.client.accept_start(command):
+            logger.info("start of %s taken by another runtime", str(config.get("id"))[:8])
+            return
+        kind, title = config.get("kind", ""), str(config.get("title", ""))
+        session = {"id": config["id"], "kind": kind, "title": title}
+        origin = payload.get("origin", "new")
+        logger.info("starting %s %s %r (%s)", kind, str(config["id"])[:8], title, origin)
+        if origin == "transfer" and payload.get("transfer"):
+            self._add(session, transferred_script(payload["transfer"], title))
+        elif kind == "flow_run":
+            self._add(session, flow_script(self.rng.choice(sc.FLOWS)[1]))
+        elif kind == "background_task":
+            self._add(session, task_script(title))
+        else:
+            self._add(session, opened_chat_script(str(payload.get("input", ""))))
+        self.started[kind] = self.started.get(kind, 0) + 1
 
     def _continue(self, session: dict[str, Any]) -> None:
         if session["status"] != "running":

@@ -125,6 +125,7 @@ class Player:
         rng = self.demo.rng
         self.batch.thinking(rng.choice(sc.THOUGHTS))
         self.batch.message("agent", rng.choice(sc.REPLIES).format(text=text[:120]))
+        self.bill()
         self.flush()
 
     def tool(self) -> None:
@@ -134,6 +135,14 @@ class Player:
         )
         call_id = self.batch.tool_call(name, arguments)
         self.batch.tool_result(call_id, output, name=name)
+        self.bill()
+
+    def bill(self) -> None:
+        """Report the model usage of the last stretch of work, priced per million tokens."""
+        rng = self.demo.rng
+        tokens_in, tokens_out = rng.randint(400, 6000), rng.randint(50, 1500)
+        cost = (tokens_in * sc.PRICE_IN + tokens_out * sc.PRICE_OUT) / 1_000_000
+        self.batch.usage(tokens_in=tokens_in, tokens_out=tokens_out, cost=f"{cost:.6f}")
 
     def edit(self) -> None:
         path, before, after = self.demo.rng.choice(sc.FILES)

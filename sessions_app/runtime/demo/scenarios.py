@@ -264,3 +264,8 @@ def tool_activity(rng: random.Random, *, with_secret: bool) -> tuple[str, dict[s
         {"query": rng.choice(["TODO", "deprecated", "retry", "timeout"])},
         f"{rng.randint(1, 30)} matches in {rng.randint(1, 9)} files",
     )
+
+
+# What the demo's model costs, per million tokens (input, output).
+PRICE_IN = 3.0
+PRICE_OUT = 15.0

@@ -1,9 +1,11 @@
 """The scripts players run: a flow's steps, a background task's turns, a chat's exchanges, a
-reply to a message for a session no player drives."""
+reply to a message for a session no player drives, and the first moves of sessions the server
+asked the demo to start (new from a page, clones, transfers)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sessions_app.runtime.demo import scenarios as sc
 from sessions_app.runtime.demo.player import Player, Script
@@ -118,6 +120,7 @@ def chat_script(chat: sc.Chat) -> Callable[[Player], Script]:
             if rng.random() < 0.3:
                 p.edit()
             p.batch.message("agent", agent_text)
+            p.bill()
             if chat.spawns and not spawned and rng.random() < cfg.spawn_task_chance:
                 spawned = True
                 p.batch.message("agent", f"I started a background task: {chat.spawns}.")
@@ -137,5 +140,49 @@ def reply_script(text: str) -> Callable[[Player], Script]:
         p.reply(text)
         p.batch.agent_status("idle")
         p.flush()
+
+    return script
+
+
+def opened_chat_script(text: str) -> Callable[[Player], Script]:
+    """A chat a person opened from the page: answer its first message, if any, then wait for
+    the next (later messages arrive as commands)."""
+
+    def script(p: Player) -> Script:
+        p.batch.agent_status("idle")
+        p.flush()
+        if text:
+            yield from reply_script(text)(p)
+
+    return script
+
+
+def transferred_script(transfer: dict[str, Any], title: str) -> Callable[[Player], Script]:
+    """Continue a transferred session where its source stopped: the first thing posted names
+    the source; a chat then waits for the user's next turn, a run goes on at once from the
+    step (or turn) the source was on."""
+
+    def script(p: Player) -> Script:
+        source = str(transfer.get("from_session", ""))
+        progress = transfer.get("progress") or {}
+        p.batch.message(
+            "system",
+            f"Continuing session {source} (transferred from "
+            f"{(transfer.get('from_agent') or {}).get('name', 'another agent')}). "
+            f"{str(transfer.get('summary', ''))[:500]}",
+        )
+        if p.kind == "chat":
+            p.batch.agent_status("idle")
+            p.flush()
+            return
+        p.batch.status("running", reason="continuing a transferred session")
+        p.flush()
+        if p.kind == "flow_run":
+            current = int(progress.get("current_step") or 0)
+            total = max(int(progress.get("total_steps") or 0), current, 3)
+            steps = [f"Step {i}" for i in range(1, total + 1)]
+            yield from flow_script(steps, start=max(1, current))(p)
+        else:
+            yield from task_script(title, resumed=True)(p)
 
     return script
