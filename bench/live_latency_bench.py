@@ -1,14 +1,13 @@
 """End-to-end live latency: API ingest -> websocket frame at a subscribed dashboard.
 
 Usage: .venv/bin/python bench/live_latency_bench.py [--clients 100] [--rate 100] [--seconds 10]
-           [--sessions 20] [--coalesce-ms 100,0]
-           [--database-url postgres://postgres@127.0.0.1:5432/scc_bench]
-           [--redis-url redis://127.0.0.1:6379/5]
+           [--sessions 20] [--batches 10,1] [--coalesce-ms 100,0]
 
-Recreates and migrates a scratch PostgreSQL database, seeds one workspace with `--sessions`
-chats, starts its own daphne, opens `--clients` dashboard websockets (view=list, logged in)
-and posts `--rate` agent-message events per second (one event per POST, open loop, round robin
-over the chats) through the runtime API. An event is delivered to a client when a pushed row
+Creates and migrates its own database (`<prefix>_live`, bench/harness.py), seeds a workspace,
+starts its own daphne, opens `--clients` dashboard websockets (view=list, logged in as the
+tenant admin) and, for each of `--batches`, posts `--rate` agent-message events per second
+(`batch` events per POST, open loop, round robin over `--sessions` fresh chats) through the
+runtime API. An event is delivered to a client when a pushed row
 shows the chat's message count reaching it; its latency is receipt time minus the moment its
 POST was started, for every client.
 
@@ -27,12 +26,8 @@ import asyncio
 import json
 import math
 import multiprocessing
-import os
 import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -40,12 +35,11 @@ from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness
 import httpx
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 # A row of the Sessions list as the consumer pushes it; its progress says "N messages".
 ROW_RE = re.compile(
@@ -53,41 +47,11 @@ ROW_RE = re.compile(
     re.S,
 )
 RAW_RE = re.compile(r'data-n="(\d+)"')
-PREFIX = "scc_bench"
-RAW_CHANNEL = "scc_bench.raw"
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+RAW_CHANNEL = f"{harness.PREFIX}.raw"
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    name = urlsplit(url).path.lstrip("/")
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
-        sys.exit(f"refusing to recreate a database named {name!r}")
-    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
+    return harness.percentile(sorted_values, q)
 
 
 # --- the client fleet (a child process) -------------------------------------------------------
@@ -228,6 +192,7 @@ class Sent:
     ingest_ms: list[float]  # time to the API's answer (app) or to PUBLISH done (raw)
     behind_ms: float  # how far the sender fell behind its schedule at worst
     unanswered: int = 0  # requests still open `drain` seconds after the last was started
+    requests: int = 0
 
 
 @dataclass(frozen=True)
@@ -259,6 +224,7 @@ async def open_loop(schedule: Schedule, send: Any) -> Sent:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     sent.unanswered = len(pending)
+    sent.requests = len(tasks)
     return sent
 
 
@@ -361,6 +327,7 @@ class Result:
     frame_bytes: float
     behind_ms: float
     unanswered: int
+    requests: int
 
     @property
     def delivered(self) -> float:
@@ -393,6 +360,7 @@ def summarise(name: str, sent: Sent, fleet: dict[str, Any], clients: int) -> Res
         frame_bytes=statistics.median(sizes) if sizes else 0.0,
         behind_ms=sent.behind_ms,
         unanswered=sent.unanswered,
+        requests=sent.requests,
     )
 
 
@@ -404,34 +372,75 @@ def ratio(app: float, raw: float) -> str:
     return "-" if math.isinf(app) or math.isinf(raw) or raw == 0 else f"{app / raw:.1f}x"
 
 
-def print_table(results: list[Result], raw: Result, args: argparse.Namespace) -> None:
-    """A Markdown table (pasted as is into docs/benchmarks.md)."""
-    print(
-        f"\n{args.clients} clients, {args.rate:g} events/s for {args.seconds:g} s "
-        f"(+{args.warmup:g} s warm-up), {args.sessions} chats, {args.batch} event(s) per app "
-        f"request; milliseconds; "
-        f"'lost' = not delivered within {args.drain:g} s after the last event\n"
-    )
-    print("| pipeline | delivered | p50 | p95 | p99 | max | ingest p50 | frame bytes |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+def table(run: harness.Run, title: str, results: list[Result], raw: Result) -> None:
+    rows = []
     for r in [*results, raw]:
-        print(
-            f"| {r.name} | {r.delivered:.1%} | {ms(r.p(50))} | {ms(r.p(95))} | {ms(r.p(99))} "
-            f"| {ms(r.p(100))} | {ms(percentile(r.ingest_ms, 50))} | {r.frame_bytes:.0f} |"
+        rows.append(
+            [
+                r.name,
+                f"{r.requests - r.unanswered:,} / {r.requests:,}",
+                f"{r.delivered:.1%}",
+                ms(r.p(50)),
+                ms(r.p(95)),
+                ms(r.p(99)),
+                ms(r.p(100)),
+                ms(percentile(r.ingest_ms, 50)),
+                ms(percentile(r.ingest_ms, 99)),
+                f"{r.frame_bytes:.0f}",
+            ]
         )
     for r in results:
-        print(
-            f"| ratio {r.name} / raw | | {ratio(r.p(50), raw.p(50))} | {ratio(r.p(95), raw.p(95))} "
-            f"| {ratio(r.p(99), raw.p(99))} | | | |"
+        rows.append(
+            [
+                f"ratio {r.name} / raw",
+                "",
+                "",
+                ratio(r.p(50), raw.p(50)),
+                ratio(r.p(95), raw.p(95)),
+                ratio(r.p(99), raw.p(99)),
+                "",
+                "",
+                "",
+                "",
+            ]
         )
+    run.table(
+        title,
+        [
+            "pipeline",
+            "requests answered",
+            "frames delivered",
+            "p50",
+            "p95",
+            "p99",
+            "max",
+            "ingest p50",
+            "ingest p99",
+            "frame bytes",
+        ],
+        rows,
+    )
     for r in [*results, raw]:
         if r.behind_ms > 50:
-            print(f"\nnote: the {r.name} sender fell up to {r.behind_ms:.0f} ms behind schedule")
-        if r.unanswered:
-            print(
-                f"\nnote: {r.unanswered} of the {r.name} requests were still unanswered "
-                f"{args.drain:g} s after the last one was sent (given up)"
-            )
+            run.note(f"note: the {r.name} sender fell up to {r.behind_ms:.0f} ms behind schedule")
+
+
+def numbers(r: Result, raw: Result) -> dict[str, Any]:
+    def finite(v: float) -> float | None:
+        return None if math.isinf(v) else round(v, 2)
+
+    return {
+        "requests": r.requests,
+        "answered": r.requests - r.unanswered,
+        "delivered": r.delivered,
+        "p50_ms": finite(r.p(50)),
+        "p95_ms": finite(r.p(95)),
+        "p99_ms": finite(r.p(99)),
+        "ingest_p50_ms": finite(percentile(r.ingest_ms, 50)),
+        "ingest_p99_ms": finite(percentile(r.ingest_ms, 99)),
+        "ratio_p50": None if math.isinf(r.p(50)) else r.p(50) / raw.p(50),
+        "ratio_p99": None if math.isinf(r.p(99)) else r.p(99) / raw.p(99),
+    }
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -441,135 +450,53 @@ def schedule_of(args: argparse.Namespace) -> Schedule:
     return Schedule(rate=args.rate, seconds=args.seconds, warmup=args.warmup, drain=args.drain)
 
 
-def django_env(args: argparse.Namespace, coalesce_ms: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=args.database_url,
-        REDIS_URL=args.redis_url,
-        CHANNELS_PREFIX=PREFIX,
-        CELERY_QUEUE=PREFIX,
-        DJANGO_SETTINGS_MODULE="config.settings",
-        SCC_BROADCAST_COALESCE_MS=str(coalesce_ms),
-        LOG_LEVEL="WARNING",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+def django_env(args: argparse.Namespace, coalesce_ms: str) -> dict[str, str]:
+    extra = {"SCC_BROADCAST_COALESCE_MS": coalesce_ms} if coalesce_ms else {}
+    return harness.app_env(args.database, **extra)
 
 
-@dataclass
-class Seed:
-    token: str
-    cookie: str
-    agent: Any
-    user: Any
-
-
-def seed() -> Seed:
-    """One workspace, an admin watching it and a runtime token."""
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    from sessions_app import services
-    from sessions_app.models import Agent, Project, Tenant, TenantMembership, TokenKind
-
-    user = get_user_model().objects.create_user("bench", password="bench-password-1")
-    tenant = Tenant.objects.create(name="Bench", slug="bench")
-    TenantMembership.objects.create(tenant=tenant, user=user, is_admin=True)
-    project = Project.objects.create(tenant=tenant, name="Bench", slug="bench")
-    agent = Agent.objects.create(tenant=tenant, project=project, owner=user, name="bench-agent")
-    _, token = services.token_create(
-        tenant=tenant, kind=TokenKind.RUNTIME, name="bench", user=user, agents=[agent]
-    )
-    client = Client()
-    client.force_login(user)
-    return Seed(token=token, cookie=client.cookies["sessionid"].value, agent=agent, user=user)
-
-
-def new_chats(data: Seed, count: int, label: str) -> list[str]:
+def new_chats(world: harness.World, count: int, label: str) -> list[str]:
     """Fresh chats for one run, so every run counts messages from zero."""
     from sessions_app import services
 
+    agent = world.agents[0][0]
     return [
         str(
             services.session_create(
-                agent=data.agent, owner=data.user, kind="chat", actor="bench", title=f"{label} {k}"
+                agent=agent, owner=agent.owner, kind="chat", actor="bench", title=f"{label} {k}"
             ).pk
         )
         for k in range(count)
     ]
 
 
-class Daphne:
-    def __init__(self, env: dict[str, str], app: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                app,
-            ],
-            cwd=ROOT,
-            env=env,
-            # Its access log (one line per request and socket) would drown the table.
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                sys.exit("daphne exited at start-up")
-            try:
-                if httpx.get(f"{self.url}/accounts/login/", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.close()
-        sys.exit("daphne did not start within 60 s")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-
-def run_app(args: argparse.Namespace, data: Seed, coalesce_ms: int) -> Result:
-    session_ids = new_chats(data, args.sessions, f"Bench chat ({coalesce_ms} ms)")
-    daphne = Daphne(django_env(args, coalesce_ms), args.asgi_app)
-    try:
+def run_app(args: argparse.Namespace, world: harness.World, window: str, batch: int) -> Result:
+    label = f"coalesce {window} ms" if window else "as shipped"
+    session_ids = new_chats(world, args.sessions, f"Bench chat ({label}, batch {batch})")
+    with harness.Daphne(django_env(args, window)) as daphne:
         spec = FleetSpec(
-            url=f"ws://127.0.0.1:{daphne.port}/ws/command-center/?view=list",
+            url=f"{daphne.ws}/ws/command-center/?view=list",
             origin=daphne.url,
-            headers={"Cookie": f"sessionid={data.cookie}"},
+            headers={"Cookie": f"sessionid={world.personas['tenant admin'].cookie}"},
             clients=args.clients,
             mode="app",
             session_ids=session_ids,
         )
         with Fleet(spec) as fleet:
             sent = asyncio.run(
-                app_load(daphne.url, data.token, session_ids, schedule_of(args), args.batch)
+                app_load(daphne.url, world.runtime_token, session_ids, schedule_of(args), batch)
             )
             time.sleep(args.drain)
             frames = fleet.collect()
-    finally:
-        daphne.close()
-    return summarise(f"app (coalesce {coalesce_ms} ms)", sent, frames, args.clients)
+        args.tracebacks += daphne.tracebacks()
+    return summarise(f"app ({label})", sent, frames, args.clients)
 
 
 def run_raw(args: argparse.Namespace, pad: int) -> Result:
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Event()
-    port = free_port()
-    server = ctx.Process(target=run_raw_server, args=(port, args.redis_url, ready), daemon=True)
+    port = harness.free_port()
+    server = ctx.Process(target=run_raw_server, args=(port, harness.REDIS_URL, ready), daemon=True)
     server.start()
     try:
         if not ready.wait(60):
@@ -582,7 +509,8 @@ def run_raw(args: argparse.Namespace, pad: int) -> Result:
             mode="raw",
         )
         with Fleet(spec) as fleet:
-            sent = asyncio.run(raw_load(args.database_url, args.redis_url, schedule_of(args), pad))
+            url = harness.db_url(args.database)
+            sent = asyncio.run(raw_load(url, harness.REDIS_URL, schedule_of(args), pad))
             time.sleep(args.drain)
             frames = fleet.collect()
     finally:
@@ -600,47 +528,47 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for stragglers")
     parser.add_argument("--sessions", type=int, default=20, help="chats the events go to")
     parser.add_argument(
-        "--batch", type=int, default=1, help="events per API request (the runtime client batches)"
+        "--batches", default="10,1", help="events per API request, one configuration each"
     )
     parser.add_argument(
         "--coalesce-ms",
-        default="100,0",
-        help="broadcast coalescing windows to run the app with (default: the shipped 100 and 0)",
+        default="",
+        help="broadcast coalescing windows to run the app with, e.g. 100,0 (default: as shipped)",
     )
-    parser.add_argument(
-        "--database-url",
-        default="postgres://postgres@127.0.0.1:5432/scc_bench",
-        help="a scratch PostgreSQL database: DROPPED and recreated",
-    )
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
-    parser.add_argument(
-        "--asgi-app",
-        default="config.asgi:application",
-        help="the ASGI application daphne serves (a variant module to measure a change)",
-    )
+    parser.add_argument("--quick", action="store_true", help="20 clients, 4 s measured")
     args = parser.parse_args(argv)
-    if not urlsplit(args.database_url).scheme.startswith("postgres"):
-        sys.exit("--database-url must be a PostgreSQL URL")
-
-    t_start = time.monotonic()
-    print(f"recreating and migrating {args.database_url} ...", flush=True)
-    recreate_database(args.database_url)
-    env = django_env(args, 100)
-    os.environ.update(env)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True
-    )
-    data = seed()
-
-    results = []
-    for window in (int(w) for w in args.coalesce_ms.split(",") if w.strip()):
-        print(f"app pipeline, coalesce {window} ms ...", flush=True)
-        results.append(run_app(args, data, window))
-    pad = round(statistics.median(r.frame_bytes for r in results)) if results else 2000
+    if args.quick:
+        args.clients, args.seconds, args.warmup = 20, 4.0, 1.0
+    args.tracebacks = 0
+    run = harness.Run("live_latency")
+    args.database = harness.fresh_database("live")
+    world = harness.seed_world()
+    windows = [w.strip() for w in args.coalesce_ms.split(",")] if args.coalesce_ms else [""]
+    batches = [int(b) for b in args.batches.split(",")]
+    app: dict[int, list[Result]] = {}
+    for batch in batches:
+        for window in windows:
+            print(f"app pipeline, batch {batch}, coalesce {window or 'as shipped'} ...", flush=True)
+            app.setdefault(batch, []).append(run_app(args, world, window, batch))
+    everything = [r for rs in app.values() for r in rs]
+    pad = round(statistics.median(r.frame_bytes for r in everything)) if everything else 2000
     print("raw pipeline ...", flush=True)
     raw = run_raw(args, pad)
-    print_table(results, raw, args)
-    print(f"\n(total run time {time.monotonic() - t_start:.0f} s)")
+    out: dict[str, Any] = {"clients": args.clients, "rate": args.rate, "raw": numbers(raw, raw)}
+    for batch, results in app.items():
+        table(
+            run,
+            f"{args.clients} dashboards, {args.rate:g} events/s in batches of {batch} for "
+            f"{args.seconds:g} s (+{args.warmup:g} s warm-up), ms from the POST's start to the frame; "
+            f"'lost' = not delivered within {args.drain:g} s",
+            results,
+            raw,
+        )
+        out[f"batch{batch}"] = [{"name": r.name, **numbers(r, raw)} for r in results]
+    run.note(f"daphne tracebacks: {args.tracebacks}")
+    run.save(results=out, tracebacks=args.tracebacks)
+    if not harness.KEEP:
+        harness.drop_database(args.database)
 
 
 if __name__ == "__main__":
