@@ -68,7 +68,7 @@ def sessions_page(request: HtmxHttpRequest) -> HttpResponse:
         return render(request, "command_center/sessions.html#list", ctx)
     ctx.update(
         _facet_context(request),
-        match_count=selectors.filtered_sessions(request.user, flt).count(),
+        match_count=selectors.match_count(request.user, flt),
         bulk_runs=selectors.bulk_runs_in_progress(request.user),
         nav="sessions",
         filter_active=bool(filter_qs),

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from sessions_app import states
@@ -195,6 +195,14 @@ def session_page(
     return Page(items, encode_usage_cursor(last, flt.sort) if flt.sort else encode_cursor(last))
 
 
+def match_count(user: Any, flt: SessionFilter) -> int:
+    """How many sessions the list's filter matches for `user`, counted up to
+    keyset.COUNT_CAP ("999+"): read like a page, whatever the size of the table."""
+    return keyset.capped_count(
+        AgentSession.objects.filter(filter_q(user, flt)), viewer_audience(user)
+    )
+
+
 def active_now(user: Any, *, now: datetime | None = None) -> QuerySet[AgentSession]:
     now = now or timezone.now()
     return (
@@ -310,34 +318,36 @@ def command_center_counts(user: Any, *, now: datetime | None = None) -> dict[str
     }
 
 
+# The filter dropdowns name what the viewer's latest sessions name (see filter_facets).
+FACET_SAMPLE = 2000
+
+
 def filter_facets(user: Any) -> dict[str, Any]:
-    """The choices of the list's filter dropdowns: only the people, agents, projects and
-    initiatives the viewer can see sessions of, so a dropdown never names what the list hides.
+    """The choices of the list's filter dropdowns: the people, agents, projects and initiatives
+    of the viewer's latest FACET_SAMPLE visible, unarchived sessions, so a dropdown never names
+    what the list hides.
 
-    Each candidate (of the viewer's workspaces) is kept when one visible session of it exists:
-    a semi-join that stops at the first row of the candidate's index, so the cost follows the
-    number of candidates, not of sessions."""
-    access = access_for(user)
-    tenants = Q() if access.superuser else Q(tenant_id__in=sorted(access.tenant_ids))
-    members = (
-        Q() if access.superuser else Q(tenant_memberships__tenant_id__in=sorted(access.tenant_ids))
+    Read through the audience's index range scans (like a list page of that size): asking, for
+    every candidate, whether one visible session of it exists read a large share of the table
+    for a viewer whose grants cover few of the candidates."""
+    rows = AgentSession.objects.filter(archived_at__isnull=True)
+    ids = keyset.pick(rows, viewer_audience(user), order=LIST_ORDER, limit=FACET_SAMPLE)
+    # The sample's names, read by primary key, then the candidates by theirs.
+    named = list(
+        AgentSession.objects.filter(pk__in=ids).values_list(
+            "owner_id", "agent_id", "project_id", "initiative_id"
+        )
     )
-    visible = sessions_visible_to(user)
 
-    def having(field: str) -> Exists:
-        return Exists(visible.filter(**{field: OuterRef("pk")}))
+    def of(field: str) -> list[int]:
+        column = ("owner_id", "agent_id", "project_id", "initiative_id").index(field)
+        return sorted({row[column] for row in named if row[column] is not None})
 
     return {
-        "people": get_user_model()
-        .objects.filter(members)
-        .filter(having("owner_id"))
-        .distinct()
-        .order_by("username"),
-        "agents": Agent.objects.filter(tenants).filter(having("agent_id")).order_by("name"),
-        "projects": Project.objects.filter(tenants).filter(having("project_id")).order_by("name"),
-        "initiatives": Initiative.objects.filter(tenants)
-        .filter(having("initiative_id"))
-        .order_by("name"),
+        "people": get_user_model().objects.filter(pk__in=of("owner_id")).order_by("username"),
+        "agents": Agent.objects.filter(pk__in=of("agent_id")).order_by("name"),
+        "projects": Project.objects.filter(pk__in=of("project_id")).order_by("name"),
+        "initiatives": Initiative.objects.filter(pk__in=of("initiative_id")).order_by("name"),
     }
 
 
