@@ -201,20 +201,21 @@ class AgentSession(models.Model):
             ),
             # The same order per grant of DESIGN 7 (selectors/keyset.py): a viewer's page is a
             # union of short range scans, one per grant, whatever the size of the table.
+            # Own sessions count per workspace, so the owner's index leads with it.
             *(
                 models.Index(
-                    column,
+                    *columns,
                     F("live").desc(),
                     F("last_activity_at").desc(),
                     F("id").desc(),
-                    name=f"session_{column}_list_idx",
+                    name=f"session_{columns[-1]}_list_idx",
                     condition=condition,
                 )
-                for column, condition in (
-                    ("owner", Q(archived_at__isnull=True)),
-                    ("agent", Q(archived_at__isnull=True)),
+                for columns, condition in (
+                    (("tenant", "owner"), Q(archived_at__isnull=True)),
+                    (("agent",), Q(archived_at__isnull=True)),
                     # Chats are never visible through their project.
-                    ("project", Q(archived_at__isnull=True) & ~Q(kind=Kind.CHAT)),
+                    (("project",), Q(archived_at__isnull=True) & ~Q(kind=Kind.CHAT)),
                 )
             ),
             models.Index(fields=["owner", "status_group"], name="session_owner_group_idx"),

@@ -39,7 +39,7 @@ from django.db.models import (
 )
 from django.db.models.lookups import LessThan
 
-from sessions_app.models import Agent, AgentSession, Tenant
+from sessions_app.models import Agent, AgentSession, Project, Tenant
 from sessions_app.selectors.access import Access
 from sessions_app.states import Kind
 
@@ -70,22 +70,34 @@ def before_row(live: bool, last_activity_at: datetime, pk: uuid.UUID) -> LessTha
     )
 
 
-def audience(access: Access, project_ids: frozenset[int]) -> list[Q]:
+def audience(
+    access: Access, project_ids: frozenset[int], *, tenant_id: int | None = None
+) -> list[Q]:
     """The grants of `access` as branches, each served by one index. A session is visible
-    when it matches any branch: the same rule as `access.visibility_q` (agreement tested)."""
+    when it matches any branch: the same rule as `access.visibility_q` (agreement tested).
+    `tenant_id` keeps only what lies in that workspace (a personal token's).
+
+    A branch carries no condition another index could answer instead: agents and projects
+    lie in one workspace (same-tenant keys, migration 0002), so their branches name only
+    themselves; the planner otherwise took the workspace's index for a narrow grant and read
+    the whole workspace past a deep cursor."""
     if access.superuser:
-        return [Q(tenant_id=t) for t in Tenant.objects.order_by("pk").values_list("pk", flat=True)]
-    if access.user_id is None or not access.tenant_ids:
+        every = Tenant.objects.order_by("pk").values_list("pk", flat=True)
+        return [Q(tenant_id=t) for t in every if tenant_id in (None, t)]
+    tenants = sorted(t for t in access.tenant_ids if tenant_id in (None, t))
+    if access.user_id is None or not tenants:
         return []
-    tenants = sorted(access.tenant_ids)
-    branches = [Q(owner_id=access.user_id, tenant_id__in=tenants)]
+    # One per workspace: owning a session grants nothing in a workspace one has left.
+    branches = [Q(tenant_id=t, owner_id=access.user_id) for t in tenants]
     owned_agents = Agent.objects.filter(owner_id=access.user_id, tenant_id__in=tenants)
     branches += [Q(agent_id=a) for a in owned_agents.order_by("pk").values_list("pk", flat=True)]
-    branches += [Q(tenant_id=t) for t in sorted(access.admin_tenant_ids)]
+    branches += [Q(tenant_id=t) for t in sorted(access.admin_tenant_ids) if t in tenants]
     # Chats are private to their owner, the agent owner and tenant admins; the project index
     # holds no chats, so the condition is written as the index's own.
+    projects = Project.objects.filter(pk__in=sorted(project_ids), tenant_id__in=tenants)
     branches += [
-        Q(project_id=p, tenant_id__in=tenants) & ~Q(kind=Kind.CHAT) for p in sorted(project_ids)
+        Q(project_id=p) & ~Q(kind=Kind.CHAT)
+        for p in projects.order_by("pk").values_list("pk", flat=True)
     ]
     return branches
 

@@ -120,12 +120,10 @@ def sessions_visible_to_token(access: TokenAccess) -> QuerySet[AgentSession]:
 def token_audience(access: TokenAccess) -> list[Q]:
     """`sessions_visible_to_token` as index-served branches (selectors/keyset.py)."""
     if access.is_runtime:
-        return [Q(agent_id=a, tenant_id=access.tenant_id) for a in sorted(access.agent_ids)]
+        # The token's agents are those of its workspace (token_access_by_*).
+        return [Q(agent_id=a) for a in sorted(access.agent_ids)]
     person = access_for(access.user)
-    return [
-        branch & Q(tenant_id=access.tenant_id)
-        for branch in keyset.audience(person, person.developer_project_ids)
-    ]
+    return keyset.audience(person, person.developer_project_ids, tenant_id=access.tenant_id)
 
 
 SESSION_RELATED = ("agent", "owner", "project", "initiative", "tenant")
