@@ -278,10 +278,18 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
             and self.seen.get(str(sid), -1) < change["version"]
             and selectors.may_view(self.access, **_facts(change))
         ]
-        if len(missed) > REPAIR_LIMIT:
+        if len(missed) > REPAIR_LIMIT and self.paged:
+            # The viewer is reading further down: count them, as pushes are counted, instead
+            # of replacing the list under their eyes; "show" brings a fresh snapshot.
+            self.new_count += len(missed)
+            versions = {str(sid): change["version"] for sid, change in candidates.items()}
+            for sid in missed:
+                self.seen[sid] = versions[sid]
+            await self.send(text_data=fragments.new_banner_html(self.new_count))
+        elif len(missed) > REPAIR_LIMIT:
             # Far behind (a long Redis outage): a fresh snapshot, as on a reconnect, costs a
             # page of queries instead of a load per session.
-            self.paged, self.new_count = False, 0
+            self.new_count = 0
             self._request_snapshot()
         elif missed:
             await self.guarded(self._repair, {"type": "repair", "ids": missed})
