@@ -263,7 +263,7 @@ class Broadcaster:
         log.exception(
             "broadcast of %d session(s) failed; %s",
             len(ids) + len(deleted),
-            "giving up, the process is exiting" if self._exiting else f"retrying in {delay:.1f}s",
+            "left to the exit flush" if self._exiting else f"retrying in {delay:.1f}s",
         )
 
     def flush_at_exit(self, timeout: float = EXIT_FLUSH_TIMEOUT) -> None:
@@ -273,9 +273,21 @@ class Broadcaster:
         sync_to_async uses are already shut down."""
         with self._lock:
             self._exiting = True
-            pending = bool(self._pending or self._deleted)
             loop = self._loop if self._pid == os.getpid() else None
-        if not pending or loop is None or not loop.is_running():
+        if loop is None or not loop.is_running():
+            return
+        # A quiet session's change is published at once from the broadcast thread, which the
+        # interpreter stops mid-send as it exits: wait for flushes under way. One that fails
+        # (its thread pool is already shut down at exit) puts its sessions back, sent below.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._flushing:
+                    break
+            time.sleep(0.005)
+        with self._lock:
+            pending = bool(self._pending or self._deleted)
+        if not pending:
             return
         ids, deleted, _since = self._take(everything=True)
         try:

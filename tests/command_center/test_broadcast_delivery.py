@@ -3,6 +3,7 @@ process that exits inside the coalescing window publishes before it goes."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 from unittest import mock
@@ -119,3 +120,34 @@ def test_flush_at_exit_with_nothing_pending_returns_at_once() -> None:
     started = time.monotonic()
     broadcast.Broadcaster().flush_at_exit()
     assert time.monotonic() - started < 0.1
+
+
+class SlowLayer(FlakyLayer):
+    """Takes `delay` s per send, the first `failures` of them failing after the wait."""
+
+    def __init__(self, delay: float, failures: int = 0) -> None:
+        super().__init__(failures)
+        self.delay = delay
+        self.started = 0
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        self.started += 1
+        await asyncio.sleep(self.delay)
+        await super().group_send(group, message)
+
+
+@pytest.mark.parametrize("failures", [0, 1])
+def test_an_exiting_process_waits_for_the_publish_under_way(world: Any, failures: int) -> None:
+    # A quiet session's change is sent at once from the broadcast thread; the process exiting
+    # meanwhile must not stop that send half way (it ran daemon and died with the interpreter).
+    # A send that fails as the process exits is made again by the exit flush itself.
+    session = f.make_session(world.agent, world.owner)
+    broadcast.broadcaster.wait_idle()
+    layer = SlowLayer(delay=0.3, failures=failures)
+    sender = broadcast.Broadcaster()
+    with mock.patch.object(broadcast, "get_channel_layer", return_value=layer):
+        sender.session_changed(session.pk)
+        assert wait_for(lambda: layer.started >= 1)
+        assert layer.published() == []  # still on its way as the exit begins
+        sender.flush_at_exit()
+        assert [m["id"] for m in layer.published()] == [str(session.pk)]
