@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from datetime import datetime, timedelta
@@ -315,16 +316,25 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._clock_changed.wait(), timeout=min(wait, 3600))
                 continue
+            # Every dashboard of this person waits for the same moment: a build started after
+            # it serves them all.
+            due_at = time.monotonic() + wait
             self._next_move = None
-            refreshed = await database_sync_to_async(self._time_refresh)()
-            await self.send(text_data=refreshed)
+            with_list = self.view == "list" and self.flt.active_only and not self.paged
+            refreshed: snapshots.Snapshot = await snapshots.shared.get(
+                ("clock", self.user.pk, self.access, self.flt if with_list else None),
+                joined_at=due_at,
+                make=functools.partial(self._time_refresh, with_list),
+            )
+            self._next_move = refreshed.next_move
+            await self.send(text_data=refreshed.html or "")
 
-    def _time_refresh(self) -> str:
-        self._next_move = selectors.panel_next_move(self.user)
+    def _time_refresh(self, with_list: bool) -> snapshots.Snapshot:
+        next_move = selectors.panel_next_move(self.user)
         parts = [fragments.panel_body_html(self.user), fragments.panel_counts_html(self.user)]
-        if self.view == "list" and self.flt.active_only and not self.paged:
+        if with_list:
             parts.append(fragments.list_html(selectors.session_page(self.user, self.flt), self.flt))
-        return "".join(parts)
+        return snapshots.Snapshot("".join(parts), next_move)
 
     def _section(self, summary: dict[str, Any]) -> str | None:
         """The panel section this viewer sees the session in (Needs you only if they may act)."""
@@ -380,11 +390,18 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         return self._counts_task is not None and not self._counts_task.done()
 
     def _schedule_counts(self) -> None:
-        # Counts cost three COUNT queries; a burst of pushes refreshes them once.
+        # A burst of pushes refreshes the counts once.
         if not self._counts_task_running():
-            self._counts_task = asyncio.ensure_future(self._refresh_counts())
+            self._counts_task = asyncio.ensure_future(self._refresh_counts(time.monotonic()))
 
-    async def _refresh_counts(self) -> None:
+    async def _refresh_counts(self, asked_at: float) -> None:
         await asyncio.sleep(COUNTS_DEBOUNCE_SECONDS)
-        html = await database_sync_to_async(fragments.panel_counts_html)(self.user)
-        await self.send(text_data=html)
+        # The same push reaches every dashboard of this person at once, and each asks for the
+        # counts a second later: one read serves them all. A read started after the push that
+        # asked for it includes its change.
+        counts: snapshots.Snapshot = await snapshots.shared.get(
+            ("counts", self.user.pk, self.access),
+            joined_at=asked_at,
+            make=lambda: snapshots.Snapshot(fragments.panel_counts_html(self.user), None),
+        )
+        await self.send(text_data=counts.html or "")

@@ -24,7 +24,7 @@ from sessions_app.models import (
     Project,
 )
 from sessions_app.selectors import keyset
-from sessions_app.selectors.access import access_for, actable_q, sessions_visible_to
+from sessions_app.selectors.access import Access, access_for, actable_q, sessions_visible_to
 from sessions_app.states import Kind
 
 
@@ -98,12 +98,28 @@ def filtered_sessions(
 def viewer_audience(user: Any) -> list[Q]:
     """What `user` may see, as index-served branches (selectors/keyset.py)."""
     access = access_for(user)
-    return keyset.audience(access, access.developer_project_ids)
+    return _audience(user, access, access.developer_project_ids)
 
 
 def _actor_audience(user: Any) -> list[Q]:
     access = access_for(user)
-    return keyset.audience(access, access.maintainer_project_ids)
+    return _audience(user, access, access.maintainer_project_ids)
+
+
+def _audience(user: Any, access: Access, project_ids: frozenset[int]) -> list[Q]:
+    """Remembered with the access it was built from, on the user object: a dashboard socket
+    re-reads its panel counts after pushes, and the branches (its agents, its projects) cost
+    two queries. A re-read access (`access_for(fresh=True)`, after any change of memberships,
+    roles or agent ownership) is a new object, so the branches are built anew with it."""
+    memo: tuple[Access, dict[frozenset[int], list[Q]]] | None
+    memo = getattr(user, "_scc_audience", None)
+    if memo is None or memo[0] is not access:
+        memo = (access, {})
+        user._scc_audience = memo
+    built = memo[1]
+    if project_ids not in built:
+        built[project_ids] = keyset.audience(access, project_ids)
+    return list(built[project_ids])
 
 
 LIST_ORDER = keyset.LIST_ORDER
@@ -299,23 +315,26 @@ def command_center_panel(
 ) -> dict[str, PanelSection]:
     """The panel: the first `limit` items of each section and its count (capped at
     keyset.COUNT_CAP). Every read is bounded by the page size, not the table."""
+    sections = _sections(user, now or timezone.now())
+    counts = _counts(sections)
     panel = {}
-    for name, section in _sections(user, now or timezone.now()).items():
+    for name, section in sections.items():
         ids = keyset.pick(
             section.rows, section.audience, order=section.order, limit=limit, parts=section.parts
         )
         items = keyset.in_order(
             ids, AgentSession.objects.select_related(*_ROW_RELATED), section.order
         )
-        panel[name] = PanelSection(items, keyset.capped_count(section.rows, section.audience))
+        panel[name] = PanelSection(items, counts[name])
     return panel
 
 
 def command_center_counts(user: Any, *, now: datetime | None = None) -> dict[str, int]:
-    return {
-        name: keyset.capped_count(section.rows, section.audience)
-        for name, section in _sections(user, now or timezone.now()).items()
-    }
+    return _counts(_sections(user, now or timezone.now()))
+
+
+def _counts(sections: dict[str, _Section]) -> dict[str, int]:
+    return keyset.capped_counts({name: (s.rows, s.audience) for name, s in sections.items()})
 
 
 # The filter dropdowns name what the viewer's latest sessions name (see filter_facets).

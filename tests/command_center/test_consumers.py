@@ -216,3 +216,35 @@ async def test_a_bad_filter_is_closed_with_4400(world) -> None:
     communicator = await connect(world.owner, "view=list&kind=meeting")
     closed = await communicator.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4400}
+
+
+async def test_dashboards_of_one_person_share_one_counts_read(world, monkeypatch) -> None:
+    # A push that moves a session between panel sections makes every dashboard re-read its
+    # counts a second later; the dashboards of one person (same access) share that read.
+    from command_center import consumers, fragments
+
+    reads: list[str] = []
+    real = fragments.panel_counts_html
+
+    def counted(user: Any) -> str:
+        reads.append(user.username)
+        return real(user)
+
+    monkeypatch.setattr(fragments, "panel_counts_html", counted)
+    monkeypatch.setattr(consumers, "COUNTS_DEBOUNCE_SECONDS", 0.3)
+    s = await sync_to_async(f.make_session)(
+        world.agent, world.owner, Kind.FLOW_RUN, status="running"
+    )
+    owners = [await connect(world.owner, "view=list") for _ in range(3)]
+    admin = await connect(world.admin, "view=list")
+    for socket in [*owners, admin]:
+        await socket.receive_from(timeout=5)
+    reads.clear()  # the snapshots' own
+    await sync_to_async(f.walk_to)(s, "completed")
+    for socket in [*owners, admin]:
+        frame = await receive_until(socket, 'id="cc-count-recent"')
+        assert re.search(r'id="cc-count-recent" class="count">1<', frame), frame
+    # Positive control beside the sharing: another person's dashboard reads its own.
+    assert sorted(reads) == ["admin", "owner"]
+    for socket in [*owners, admin]:
+        await socket.disconnect()
