@@ -15,6 +15,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from command_center.routing import websocket_urlpatterns as dashboard_routes  # noqa: E402
 from config import daphne_close_codes  # noqa: E402
+from config.api_handler import ApiHandler, by_path  # noqa: E402
 from sessions_app.edge import SocketGuard  # noqa: E402
 from sessions_app.runtime.routing import websocket_urlpatterns as runtime_routes  # noqa: E402
 
@@ -22,7 +23,8 @@ daphne_close_codes.install()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The API's requests take a lean handler of their own (config/api_handler.py).
+        "http": by_path("/api/", ApiHandler(), django_asgi_app),
         # One place decides how a socket ends when its consumer raises (edge.SocketGuard).
         "websocket": SocketGuard(URLRouter([*dashboard_routes, *runtime_routes])),
     }

@@ -129,20 +129,24 @@ def events_record_in(
         raise InvalidInput("events", "event_id values must be unique within a batch")
 
     with transaction.atomic():
-        locked = (
+        # No ORDER BY (one row by primary key): building the SQL is a share of this path.
+        found = list(
             sessions.select_for_update(no_key=True, of=("self",))
             .select_related("agent", "owner")
             .filter(pk=session_id)
-            .first()
+            .order_by()[:1]
         )
-        if locked is None:
+        if not found:
             raise NotFound(str(session_id))
+        locked = found[0]
         _check_statuses(locked, events)
         existing = {
             event_id: (seq, type_, payload)
             for event_id, seq, type_, payload in SessionEvent.objects.filter(
                 session=locked, event_id__in=ids
-            ).values_list("event_id", "seq", "type", "payload")
+            )
+            .order_by()
+            .values_list("event_id", "seq", "type", "payload")
         }
         seq_of: dict[str, int | None] = {eid: found[0] for eid, found in existing.items()}
         outcome: dict[str, str] = {}

@@ -1,0 +1,66 @@
+"""The API's own ASGI handler (config/api_handler.py): API requests skip the browser pages'
+middleware, keep the security headers, and answer errors as JSON; pages are unaffected."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from config.asgi import application
+from tests import factories as f
+from tests.api.conftest import make_token
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application), base_url="http://127.0.0.1"
+    )
+
+
+async def test_an_api_request_runs_the_lean_chain_and_a_page_the_full_one(world: Any) -> None:
+    from asgiref.sync import sync_to_async
+
+    token = await sync_to_async(make_token)(world, "runtime", world.agent_owner, [world.agent])
+    chat = await sync_to_async(f.make_session)(world.agent, world.owner, "chat", status="running")
+    body = {
+        "events": [
+            {"event_id": "e1", "type": "message", "payload": {"role": "agent", "text": "hi"}}
+        ]
+    }
+    async with client() as http:
+        api = await http.post(
+            f"/api/v1/sessions/{chat.pk}/events",
+            content=json.dumps(body),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        page = await http.get("/accounts/login/")
+    assert api.status_code == 200, api.text
+    assert api.json()["created"] == 1
+    # Both carry the security headers...
+    assert api.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    # ...only the page went through the browser middleware (clickjacking, CSRF).
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "csrftoken" in page.headers.get("set-cookie", "")
+    assert "X-Frame-Options" not in api.headers
+    assert "set-cookie" not in api.headers
+
+
+async def test_api_errors_through_the_lean_handler_are_json(world: Any) -> None:
+    async with client() as http:
+        unknown = await http.get("/api/v1/no-such-route")
+        anonymous = await http.get("/api/v1/sessions")
+        bad = await http.post(
+            "/api/v1/sessions/not-a-uuid/events",
+            content="{",
+            headers={"Authorization": "Bearer scc_nope", "Content-Type": "application/json"},
+        )
+    for answer, status in ((unknown, 404), (anonymous, 401), (bad, 401)):
+        assert answer.status_code == status, answer.text
+        assert answer.headers["Content-Type"].startswith("application/json")
+        assert answer.json()["message"]
