@@ -38,11 +38,15 @@ from sessions_app.states import Kind
 
 log = logging.getLogger(__name__)
 
-MESSAGE_TYPE = "session.change"
+# One message per group and flush, carrying every session of the flush that group may see:
+# a socket gets one frame per flush however many sessions changed.
+MESSAGE_TYPE = "session.changes"
 ACCESS_MESSAGE_TYPE = "access.changed"
 
 # A failed publish keeps its sessions and is tried again after these delays (then every 30 s).
 RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# The shortest time between two flushes' starts (see session_changed).
+FLUSH_GAP_SECONDS = 0.05
 # How long a process that is exiting waits for its last publish.
 EXIT_FLUSH_TIMEOUT = 5.0
 
@@ -143,6 +147,8 @@ class Broadcaster:
         self._published: dict[uuid.UUID, float] = {}
         # Flushes under way (a quiet session may start one while another is still sending).
         self._flushing = 0
+        # When the last flush took its sessions (monotonic).
+        self._last_flush = 0.0
         self._failures = 0
         self._exiting = False
         # Strong references: the loop keeps only weak ones to tasks it runs.
@@ -166,6 +172,11 @@ class Broadcaster:
             last = self._published.get(session_id)
             window = settings.SCC_BROADCAST_COALESCE_MS / 1000
             due = now if last is None else max(now, last + window)
+            # Flushes start at most every FLUSH_GAP_SECONDS (or half the window, if shorter):
+            # under a stream of changes to many sessions, each quiet in itself, every socket
+            # would otherwise get a frame per change (at 100 changes/s to 100 dashboards, more
+            # than one event loop can send). A quiet process still publishes at once.
+            due = max(due, self._last_flush + min(FLUSH_GAP_SECONDS, window / 2))
             self._pending[session_id] = min(due, self._pending.get(session_id, due))
             self._schedule(due - now)
 
@@ -208,6 +219,7 @@ class Broadcaster:
             since, self._since = self._since, (now if self._pending else None)
             self._scheduled = False
             self._flushing += 1
+            self._last_flush = now
             self._remember_published(ids, now)
             if self._pending:
                 self._schedule(max(0.0, min(self._pending.values()) - now))
@@ -329,11 +341,14 @@ async def _send(messages: list[dict[str, Any]]) -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("CHANNEL_LAYERS is not configured")
+    by_group: dict[str, list[dict[str, Any]]] = {}
     for message in messages:
         # Wall-clock: the consumer that forwards it may run in another process.
         message["published_at"] = time.time()
         for group in groups_for_session(message):
-            await layer.group_send(group, {"type": MESSAGE_TYPE, "session": message})
+            by_group.setdefault(group, []).append(message)
+    for group, sessions in by_group.items():
+        await layer.group_send(group, {"type": MESSAGE_TYPE, "sessions": sessions})
 
 
 def _load(ids: set[uuid.UUID]) -> list[dict[str, Any]]:

@@ -223,34 +223,45 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         # handler. Pushes arrive already rendered and most need no database, so with many
         # viewers they would queue behind each other there; the handlers that do touch the
         # database go through database_sync_to_async, which cleans up on its own.
-        if message.get("type") == "session.change":
-            await self.guarded(self.session_change, message)
+        if message.get("type") == broadcast.MESSAGE_TYPE:
+            await self.guarded(self.session_changes, message)
             return
         await super().dispatch(message)
 
-    async def session_change(self, event: dict[str, Any]) -> None:
+    async def session_changes(self, event: dict[str, Any]) -> None:
+        """The sessions of one flush: everything this viewer is shown of them in one frame."""
         async with self._push_lock:
-            await self._apply(event["session"])
+            parts: list[str] = []
+            shown = []
+            for summary in event["sessions"]:
+                mine = await self._apply(summary)
+                if mine:
+                    parts += mine
+                    shown.append(summary)
+            if not parts:
+                return
+            await self.send(text_data="".join(parts))
+            for summary in shown:
+                if "published_at" in summary:
+                    metrics.PUSH_LAG.observe(max(0.0, time.time() - summary["published_at"]))
 
-    async def _apply(self, summary: dict[str, Any]) -> None:
+    async def _apply(self, summary: dict[str, Any]) -> list[str]:
+        """What this socket shows of one pushed session (nothing if it may not see it, or has
+        seen this version)."""
         sid = summary["id"]
         # One push may arrive through several groups (an admin who also owns the session).
         if self.seen.get(sid, -1) >= summary["version"] and not summary["deleted"]:
-            return
+            return []
         self.seen[sid] = summary["version"]
         if time.monotonic() - self.access_read_at > ACCESS_MAX_AGE_SECONDS:
             await self._refresh_access()
         if not selectors.may_view(self.access, **_facts(summary)):
-            return
+            return []
         parts = self._panel_parts(summary)
         if self.view == "list":
             parts += self._list_parts(summary)
         elif self.view == "detail" and sid == self.session_id:
             parts += await database_sync_to_async(self._detail_parts)(summary)
-        if parts:
-            await self.send(text_data="".join(parts))
-            if "published_at" in summary:
-                metrics.PUSH_LAG.observe(max(0.0, time.time() - summary["published_at"]))
         # Counts change only when a session enters, leaves or moves between panel sections;
         # most pushes (progress, new events) do not, and cost no query.
         section = self._section(summary)
@@ -261,6 +272,7 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         if move is not None and (self._next_move is None or move < self._next_move):
             self._next_move = move
             self._clock_changed.set()
+        return parts
 
     # --- repair -----------------------------------------------------------------------------
 
@@ -297,9 +309,8 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
 
     async def _repair(self, message: dict[str, Any]) -> None:
         summaries = await database_sync_to_async(broadcast.build_messages)(message["ids"])
-        for summary in summaries:
-            metrics.RECONCILE_REPAIRS.inc()
-            await self.session_change({"session": summary})
+        metrics.RECONCILE_REPAIRS.inc(len(summaries))
+        await self.session_changes({"sessions": summaries})
 
     # --- time -------------------------------------------------------------------------------
 

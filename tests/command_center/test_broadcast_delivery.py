@@ -30,7 +30,7 @@ class FlakyLayer:
 
     def published(self) -> list[dict[str, Any]]:
         """Each published message once (one message goes to every group that may see it)."""
-        return list({id(m["session"]): m["session"] for _, m in self.sent}.values())
+        return list({id(s): s for _, m in self.sent for s in m["sessions"]}.values())
 
 
 def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
@@ -55,7 +55,7 @@ def test_a_failed_publish_is_retried_with_its_sessions(world: Any, settings: Any
         sender.session_changed(session.pk)
         assert wait_for(lambda: layer.sent)
         assert sender.wait_idle()
-    assert {m["session"]["id"] for _, m in layer.sent} == {str(session.pk)}
+    assert {s["id"] for _, m in layer.sent for s in m["sessions"]} == {str(session.pk)}
 
 
 def test_an_exiting_process_publishes_what_is_pending(world: Any) -> None:
@@ -78,7 +78,7 @@ def test_an_exiting_process_publishes_what_is_pending(world: Any) -> None:
         assert len(layer.published()) == 1
         sender.flush_at_exit()
     assert len(layer.published()) == 2
-    assert {m["session"]["id"] for _, m in layer.sent} == {str(session.pk)}
+    assert {s["id"] for _, m in layer.sent for s in m["sessions"]} == {str(session.pk)}
 
 
 def test_a_quiet_session_is_published_at_once_and_then_coalesced(world: Any) -> None:
@@ -103,7 +103,7 @@ def test_a_quiet_session_is_published_at_once_and_then_coalesced(world: Any) -> 
         assert wait_for(lambda: len(layer.published()) == 2, timeout=1.5)
         assert time.monotonic() - started < 1.9
         assert layer.published()[1]["id"] == str(other.pk), [
-            (m["id"], m.get("version"), g) for g, m0 in layer.sent for m in [m0["session"]]
+            (m["id"], m.get("version"), g) for g, m0 in layer.sent for m in m0["sessions"]
         ]
         assert wait_for(lambda: len(layer.published()) == 3, timeout=4.0)
         elapsed = time.monotonic() - started
@@ -151,3 +151,34 @@ def test_an_exiting_process_waits_for_the_publish_under_way(world: Any, failures
         assert layer.published() == []  # still on its way as the exit begins
         sender.flush_at_exit()
         assert [m["id"] for m in layer.published()] == [str(session.pk)]
+
+
+def test_changes_to_many_quiet_sessions_go_out_together(world: Any) -> None:
+    # Each session is quiet, so each would publish at once; but flushes start at most every
+    # FLUSH_GAP_SECONDS, and a flush sends one message per group with all its sessions.
+    sessions = [f.make_session(world.agent, world.owner) for _ in range(10)]
+    broadcast.broadcaster.wait_idle()
+    layer = FlakyLayer(failures=0)
+    sender = broadcast.Broadcaster()
+    with (
+        override_settings(SCC_BROADCAST_COALESCE_MS=2000),
+        mock.patch.object(broadcast, "FLUSH_GAP_SECONDS", 0.3),
+        mock.patch.object(broadcast, "get_channel_layer", return_value=layer),
+    ):
+        started = time.monotonic()
+        sender.session_changed(sessions[0].pk)
+        assert wait_for(lambda: len(layer.published()) == 1)
+        assert time.monotonic() - started < 0.25  # a quiet process publishes at once
+        for session in sessions[1:]:
+            sender.session_changed(session.pk)
+            time.sleep(0.005)
+        assert wait_for(lambda: len(layer.published()) == 10, timeout=3)
+        elapsed = time.monotonic() - started
+        assert sender.wait_idle()
+    owner_group = f"scc.u{world.owner.pk}"
+    per_message = [len(m["sessions"]) for g, m in layer.sent if g == owner_group]
+    # The other nine, each quiet, go together after the gap (not each at once, and not after
+    # the 2 s window).
+    assert per_message == [1, 9]
+    assert 0.25 <= elapsed < 1.5
+    assert {s["id"] for s in layer.published()} == {str(s.pk) for s in sessions}
