@@ -64,3 +64,45 @@ async def test_api_errors_through_the_lean_handler_are_json(world: Any) -> None:
         assert answer.status_code == status, answer.text
         assert answer.headers["Content-Type"].startswith("application/json")
         assert answer.json()["message"]
+
+
+async def test_api_views_run_on_a_fixed_set_of_threads_that_hand_back_their_connection(
+    world: Any, monkeypatch: Any
+) -> None:
+    import threading
+
+    from asgiref.sync import sync_to_async
+    from django.db import connection
+
+    from config import api_handler
+
+    after: list[tuple[str, bool, bool]] = []
+    real = api_handler.close_old_connections
+
+    def close_and_record() -> None:
+        had = connection.connection is not None
+        real()
+        after.append((threading.current_thread().name, had, connection.connection is None))
+
+    monkeypatch.setattr(api_handler, "close_old_connections", close_and_record)
+    token = await sync_to_async(make_token)(world, "runtime", world.agent_owner, [world.agent])
+    chat = await sync_to_async(f.make_session)(world.agent, world.owner, "chat", status="running")
+    async with client() as http:
+        for n in range(12):
+            event = {
+                "event_id": f"e{n}",
+                "type": "message",
+                "payload": {"role": "agent", "text": "hi"},
+            }
+            answer = await http.post(
+                f"/api/v1/sessions/{chat.pk}/events",
+                content=json.dumps({"events": [event]}),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            assert answer.status_code == 200, answer.text
+    assert len(after) == 12
+    threads = {name for name, _, _ in after}
+    assert all(name.startswith("scc-api") for name in threads)
+    assert len(threads) <= api_handler._workers._max_workers
+    # Each request used the database in its worker thread and gave the connection back.
+    assert all(had and closed for _, had, closed in after)
