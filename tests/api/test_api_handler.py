@@ -72,12 +72,12 @@ async def test_api_views_run_on_a_fixed_set_of_threads_that_hand_back_their_conn
     import threading
 
     from asgiref.sync import sync_to_async
-    from django.db import connection
+    from django.db import close_old_connections, connection
 
     from config import api_handler
 
     after: list[tuple[str, bool, bool]] = []
-    real = api_handler.close_old_connections
+    real = close_old_connections
 
     def close_and_record() -> None:
         had = connection.connection is not None
