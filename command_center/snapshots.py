@@ -45,7 +45,7 @@ def build(user: Any, view: str, flt: selectors.SessionFilter, session_id: str | 
     """The panel (body and counts) and the view's own part: the list's first page, or the
     detail page's header, side and transcript."""
     next_move = selectors.panel_next_move(user)
-    parts = [fragments.panel_body_html(user), fragments.panel_counts_html(user)]
+    parts = fragments.panel_body_and_counts_html(user)
     if view == "list":
         page = selectors.session_page(user, flt, limit=50)
         parts.append(fragments.list_html(page, flt))
@@ -100,8 +100,9 @@ class SharedBuilds:
         return await asyncio.shield(future)
 
     def _start(self, key: Hashable, make: Callable[[], Any], now: float) -> asyncio.Future[Any]:
-        # Off the one thread that serialises this process's other database work: a storm of
-        # snapshots must not hold up the handshakes behind it, which daphne drops after 5 s.
+        # Off the one thread that serialises this process's other thread-sensitive database
+        # work: a storm of builds must not hold up the handshakes behind it, which daphne drops
+        # after 5 s.
         future: asyncio.Future[Any] = asyncio.ensure_future(
             database_sync_to_async(make, thread_sensitive=False)()
         )

@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from command_center import snapshots
+from command_center import fragments, snapshots
 from config.asgi import application
 from sessions_app import selectors, services
 from sessions_app.models import Membership
@@ -97,3 +97,21 @@ async def test_an_access_is_only_used_for_its_own_person(world) -> None:
     again = await sync_to_async(type(world.developer).objects.get)(pk=world.developer.pk)
     selectors.use_access(again, developer)
     assert selectors.access_for(again) is developer
+
+
+async def test_a_snapshot_holds_the_panel_and_its_counts_as_read_apart(world) -> None:
+    await sync_to_async(f.make_session)(
+        world.agent, world.owner, Kind.FLOW_RUN, status="running", title="Counted run"
+    )
+    await sync_to_async(f.make_session)(
+        world.agent, world.owner, Kind.FLOW_RUN, status="running", title="Second run"
+    )
+    built = await sync_to_async(snapshots.build)(
+        world.owner, "list", selectors.SessionFilter(), None
+    )
+    body = await sync_to_async(fragments.panel_body_html)(world.owner)
+    counts = await sync_to_async(fragments.panel_counts_html)(world.owner)
+    assert '<span id="cc-count-active" class="count">2</span>' in counts
+    assert "Counted run" in body
+    assert built.html is not None
+    assert built.html.startswith(body + counts)
