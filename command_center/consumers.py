@@ -122,9 +122,8 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         reconciler.watch(self)
 
     async def _join(self) -> None:
-        """Join this socket's groups on connect, reading the access they follow from.
-
-        The access group comes first: from then on an access change reaches this socket as
+        """Join this socket's groups on connect, reading the access they follow from. The
+        access group comes first: from then on an access change reaches this socket as
         `access.changed`, so a read started after that moment is fresh enough, and every socket
         of the person joining meanwhile shares one (a whole office reconnecting after a
         restart reads each person's access once, not once per tab). The read and the joins
@@ -252,8 +251,8 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
             await self.guarded(self.session_change, message)
             return
         if message.get("type") == "websocket.connect":
-            # So for a handshake: in a reconnect storm every socket's connect would wait there
-            # first; connect() reads the database only through database_sync_to_async.
+            # So for a handshake (a reconnect storm's would queue): connect() reads the
+            # database only through database_sync_to_async.
             await self.guarded(self.websocket_connect, message)
             return
         await super().dispatch(message)
