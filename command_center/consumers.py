@@ -109,8 +109,7 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         # Handshake first: in a reconnect storm the rest may queue behind other sockets' work,
         # and daphne drops a handshake that is not answered within 5 s.
         await self.accept()
-        # Fresh: the user object of a socket lives as long as the socket.
-        await self._refresh_access()
+        await self._join()
         self._counted = True
         metrics.OPEN_SOCKETS.labels("dashboard").inc()
         self._watch_from = timezone.now() - SNAPSHOT_SLACK
@@ -122,6 +121,32 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         await self.send(text_data=snapshot)
         self._clock_task = asyncio.ensure_future(self._watch_clock())
         reconciler.watch(self)
+
+    async def _join(self) -> None:
+        """Join this socket's groups on connect, reading the access they follow from. The
+        access group comes first: from then on an access change reaches this socket as
+        `access.changed`, so a read started after that moment is fresh enough, and every socket
+        of the person joining meanwhile shares one (a whole office reconnecting after a
+        restart reads each person's access once, not once per tab). The read and the joins
+        stay off the one shared database thread, which the handshakes behind it wait for."""
+        user = self.user
+        personal = access_group(user.pk)
+        self.groups_joined = [personal]
+        await self.channel_layer.group_add(personal, self.channel_name)
+        self.access = await snapshots.access_reads.get(
+            # The user object's own flags are part of the access read from it.
+            (user.pk, user.is_superuser, user.is_active),
+            joined_at=time.monotonic(),
+            make=lambda: selectors.access_for(user, fresh=True),
+        )
+        # The snapshot build reads the access from the user object, as pages do.
+        selectors.use_access(user, self.access)
+        self.access_read_at = time.monotonic()
+        granted = groups_for_access(self.access)
+        self.groups_joined = [personal, *granted]
+        await asyncio.gather(*(self.channel_layer.group_add(g, self.channel_name) for g in granted))
+        # From here on every change reaches this socket as a push (snapshots.py).
+        self.joined_at = time.monotonic()
 
     async def _refresh_access(self) -> None:
         """Re-read the viewer's access and follow it with the groups this socket listens on."""
@@ -225,6 +250,11 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         # database go through database_sync_to_async, which cleans up on its own.
         if message.get("type") == broadcast.MESSAGE_TYPE:
             await self.guarded(self.session_changes, message)
+            return
+        if message.get("type") == "websocket.connect":
+            # So for a handshake (a reconnect storm's would queue): connect() reads the
+            # database only through database_sync_to_async.
+            await self.guarded(self.websocket_connect, message)
             return
         await super().dispatch(message)
 

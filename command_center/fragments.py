@@ -122,6 +122,17 @@ def panel_counts_html(user: Any) -> str:
     )
 
 
+def panel_body_and_counts_html(user: Any) -> list[str]:
+    """The panel's body and its counts from one read of the panel, which counts each section
+    anyway (a snapshot sends both; asking for them apart reads the counts twice)."""
+    sections = selectors.command_center_panel(user)
+    counts = {k: {"count": section.count} for k, section in sections.items()}
+    return [
+        _render("command_center/panel.html#body", {"sections": sections}),
+        _render("command_center/panel.html#counts", {"sections": counts}),
+    ]
+
+
 # --- session detail -----------------------------------------------------------------------------
 
 

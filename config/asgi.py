@@ -4,6 +4,7 @@ composed here with the protection each route declares for itself."""
 from __future__ import annotations
 
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
@@ -20,6 +21,14 @@ from sessions_app.edge import SocketGuard  # noqa: E402
 from sessions_app.runtime.routing import websocket_urlpatterns as runtime_routes  # noqa: E402
 
 daphne_close_codes.install()
+
+# The event loop shares the interpreter lock with the threads that query and render (snapshots,
+# session lookups). Each time the loop comes back from waiting for sockets it needs the lock, and
+# a rendering thread gives it up only every switch interval (5 ms by default): with every
+# dashboard reconnecting at once, each step of each handshake waited that long behind the
+# renders. 1 ms halved a 1 000-socket storm's time (bench/sockets_bench.py).
+GIL_SWITCH_INTERVAL_SECONDS = 0.001
+sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
 
 application = ProtocolTypeRouter(
     {

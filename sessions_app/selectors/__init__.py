@@ -17,6 +17,7 @@ from sessions_app.selectors.access import (
     may_view,
     session_facts,
     sessions_visible_to,
+    use_access,
     visibility_q,
 )
 from sessions_app.selectors.agents import (
@@ -193,6 +194,7 @@ __all__ = [
     "token_tenants_for",
     "tokens_of_user",
     "transcript_tail",
+    "use_access",
     "viewer_audience",
     "visibility_q",
     "visible_among",

@@ -66,6 +66,14 @@ def access_for(user: Any, *, fresh: bool = False) -> Access:
     return access
 
 
+def use_access(user: Any, access: Access) -> None:
+    """Let `user` answer `access_for` with `access`, read for another object of the same person
+    (sockets of one person reconnecting together share one read)."""
+    if access.user_id not in (None, user.pk):
+        raise ValueError("an access is only ever used for the person it was read for")
+    user._scc_access = access
+
+
 def _grants_q(access: Access, project_ids: frozenset[int]) -> Q:
     if access.superuser:
         return Q()

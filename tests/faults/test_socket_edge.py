@@ -116,7 +116,7 @@ async def test_the_database_away_on_a_push_closes_with_1013(world: Any) -> None:
 
 async def test_the_database_away_before_the_consumer_closes_with_1013() -> None:
     # The session lookup of the auth middleware runs before any consumer exists.
-    with mock.patch("channels.auth.get_user", side_effect=OperationalError("down")):
+    with mock.patch("command_center.socket_auth._get_user", side_effect=OperationalError("down")):
         ws = WebsocketCommunicator(application, "/ws/command-center/?view=list", headers=ORIGIN)
         await ws.connect(timeout=10)
         assert await closed_with(ws) == edge.CLOSE_TRY_AGAIN_LATER
