@@ -20,8 +20,6 @@ and the socket loads and pushes those it may see and was not pushed (`reconcile`
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import time
 from datetime import datetime, timedelta
@@ -34,6 +32,7 @@ from django.utils import timezone
 
 from command_center import broadcast, filters, fragments, snapshots
 from command_center.broadcast import access_group, groups_for_access
+from command_center.panel_upkeep import PanelUpkeep
 from command_center.reconcile import Routed, reconciler
 from sessions_app import edge, errors, metrics, selectors
 
@@ -44,9 +43,6 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 ACCESS_MAX_AGE_SECONDS = 60.0
-COUNTS_DEBOUNCE_SECONDS = 1.0
-# With nothing due, the clock watcher still wakes this often (a push wakes it sooner).
-CLOCK_IDLE_SECONDS = 3600.0
 SNAPSHOT_MIN_INTERVAL = 1.0
 # A snapshot shows what had committed when it was read; a change stamped shortly before may
 # have committed after, so the repair still considers changes this much older than a snapshot.
@@ -61,7 +57,7 @@ def _facts(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: summary[k] for k in selectors.SESSION_FACTS}
 
 
-class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
+class CommandCenterConsumer(PanelUpkeep, edge.GuardedConsumer, AsyncWebsocketConsumer):
     groups_joined: list[str]
     _snapshot_task: asyncio.Task[None] | None = None
     _last_snapshot = 0.0
@@ -342,41 +338,6 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
         metrics.RECONCILE_REPAIRS.inc(len(summaries))
         await self.session_changes({"sessions": summaries})
 
-    # --- time -------------------------------------------------------------------------------
-
-    async def _watch_clock(self) -> None:
-        """Sections change with time alone (a chat quiet for 30 minutes leaves Active Now, a day
-        later Recent lets go): when the earliest such moment passes, send the panel (and a list
-        filtered to Active Now) again, as a reconnect would."""
-        while True:
-            wait = CLOCK_IDLE_SECONDS
-            if self._next_move is not None:
-                wait = (self._next_move - timezone.now()).total_seconds()
-            if wait > 0:
-                self._clock_changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._clock_changed.wait(), timeout=min(wait, 3600))
-                continue
-            # Every dashboard of this person waits for the same moment: a build started after
-            # it serves them all.
-            due_at = time.monotonic() + wait
-            self._next_move = None
-            with_list = self.view == "list" and self.flt.active_only and not self.paged
-            refreshed: snapshots.Snapshot = await snapshots.shared.get(
-                ("clock", self.user.pk, self.access, self.flt if with_list else None),
-                joined_at=due_at,
-                make=functools.partial(self._time_refresh, with_list),
-            )
-            self._next_move = refreshed.next_move
-            await self.send(text_data=refreshed.html or "")
-
-    def _time_refresh(self, with_list: bool) -> snapshots.Snapshot:
-        next_move = selectors.panel_next_move(self.user)
-        parts = [fragments.panel_body_html(self.user), fragments.panel_counts_html(self.user)]
-        if with_list:
-            parts.append(fragments.list_html(selectors.session_page(self.user, self.flt), self.flt))
-        return snapshots.Snapshot("".join(parts), next_move)
-
     def _section(self, summary: dict[str, Any]) -> str | None:
         """The panel section this viewer sees the session in (Needs you only if they may act)."""
         html = summary["html"]
@@ -424,25 +385,3 @@ class CommandCenterConsumer(edge.GuardedConsumer, AsyncWebsocketConsumer):
                 fragments.oob_insert("#transcript", fragments.events_html(new_events), "beforeend")
             )
         return parts
-
-    # --- counts -----------------------------------------------------------------------------
-
-    def _counts_task_running(self) -> bool:
-        return self._counts_task is not None and not self._counts_task.done()
-
-    def _schedule_counts(self) -> None:
-        # A burst of pushes refreshes the counts once.
-        if not self._counts_task_running():
-            self._counts_task = asyncio.ensure_future(self._refresh_counts(time.monotonic()))
-
-    async def _refresh_counts(self, asked_at: float) -> None:
-        await asyncio.sleep(COUNTS_DEBOUNCE_SECONDS)
-        # The same push reaches every dashboard of this person at once, and each asks for the
-        # counts a second later: one read serves them all. A read started after the push that
-        # asked for it includes its change.
-        counts: snapshots.Snapshot = await snapshots.shared.get(
-            ("counts", self.user.pk, self.access),
-            joined_at=asked_at,
-            make=lambda: snapshots.Snapshot(fragments.panel_counts_html(self.user), None),
-        )
-        await self.send(text_data=counts.html or "")

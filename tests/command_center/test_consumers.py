@@ -221,7 +221,7 @@ async def test_a_bad_filter_is_closed_with_4400(world) -> None:
 async def test_dashboards_of_one_person_share_one_counts_read(world, monkeypatch) -> None:
     # A push that moves a session between panel sections makes every dashboard re-read its
     # counts a second later; the dashboards of one person (same access) share that read.
-    from command_center import consumers, fragments
+    from command_center import fragments, panel_upkeep
 
     reads: list[str] = []
     real = fragments.panel_counts_html
@@ -231,7 +231,7 @@ async def test_dashboards_of_one_person_share_one_counts_read(world, monkeypatch
         return real(user)
 
     monkeypatch.setattr(fragments, "panel_counts_html", counted)
-    monkeypatch.setattr(consumers, "COUNTS_DEBOUNCE_SECONDS", 0.3)
+    monkeypatch.setattr(panel_upkeep, "COUNTS_DEBOUNCE_SECONDS", 0.3)
     s = await sync_to_async(f.make_session)(
         world.agent, world.owner, Kind.FLOW_RUN, status="running"
     )
