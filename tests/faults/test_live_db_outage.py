@@ -35,6 +35,7 @@ from tests.faults.live import (
     wait_until,
 )
 from tests.integration.live_server import (
+    SERVER_APP_NAME,
     LiveServer,
     runtime_token,
     session_cookie,
@@ -67,18 +68,20 @@ def database_refusing_connections() -> Iterator[None]:
         admin.execute(
             sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name))
         )
-        admin.execute(
+        # The servers' connections: the test process's own (in threads this test cannot
+        # reach, such as asgiref's) must survive it, or every later test inherits them dead.
+        cut = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            [name],
-        )
+            "WHERE datname = %s AND application_name = %s",
+            [name, SERVER_APP_NAME],
+        ).fetchall()
+        assert cut, "the servers held no connection to cut (their pools keep at least two)"
         yield
     finally:
         admin.execute(
             sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(name))
         )
         admin.close()
-        # This process's own connections were terminated too.
         connections.close_all()
 
 

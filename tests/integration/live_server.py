@@ -53,6 +53,9 @@ def database_url_for_server() -> str:
     raise RuntimeError(f"no live-server support for the {connection.vendor} backend")
 
 
+SERVER_APP_NAME = "scc-test-server"
+
+
 def server_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     # Set for this process only (Playwright's sync API leaves an event loop marked running);
@@ -64,6 +67,9 @@ def server_env(**overrides: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         # As config/deploy/Procfile runs the web process (ignored on SQLite).
         DB_POOL_SIZE="4",
+        # libpq's default application_name: a fault test cuts off these processes'
+        # connections, not the test process's own (tests/faults/test_live_db_outage.py).
+        PGAPPNAME=SERVER_APP_NAME,
     )
     env.update(overrides)
     return env
