@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from sessions_app import hooks, metrics
+from sessions_app import hooks, metrics, rows
 from sessions_app.errors import Conflict, IllegalTransition
 from sessions_app.models import Agent, AgentSession, EventType, SessionEvent
 from sessions_app.states import (
@@ -45,10 +45,16 @@ def activity_fields(agent: Agent, *, now: datetime) -> dict[str, Any]:
     }
 
 
+def visible_change() -> tuple[dict[str, Any], dict[str, int]]:
+    """What every UPDATE that changes what a viewer sees also writes, as (values, increments):
+    the modification time, and one more version (what dashboards compare)."""
+    return {"updated_at": timezone.now()}, {"version": 1}
+
+
 def bump(**fields: Any) -> dict[str, Any]:
-    """Columns for an UPDATE that changes what a viewer sees: the version dashboards compare
-    and the modification time."""
-    return {**fields, "updated_at": timezone.now(), "version": F("version") + 1}
+    """`fields` plus `visible_change()`, for a queryset's update()."""
+    values, increments = visible_change()
+    return {**fields, **values, **{name: F(name) + n for name, n in increments.items()}}
 
 
 def add_counts(totals: Mapping[str, int], counts: Mapping[str, int]) -> dict[str, int]:
@@ -232,6 +238,8 @@ class LockedWrite:
     def __init__(self, session: AgentSession) -> None:
         self.session = session
         self.changes: dict[str, Any] = {}
+        # column -> amount added to the stored value (usage totals)
+        self.increments: dict[str, Any] = {}
         self.events: list[SessionEvent] = []
 
     def put(self, field: str, value: Any) -> None:
@@ -309,17 +317,22 @@ class LockedWrite:
 
     def save(self) -> bool:
         """Write what was gathered; False when there was nothing to write."""
-        if not self.changes and not self.events:
+        if not self.changes and not self.events and not self.increments:
             return False
         session = self.session
         if self.events:
-            SessionEvent.objects.bulk_create(self.events)
-        fields = bump(**self.changes)
-        AgentSession.objects.filter(pk=session.pk).update(**fields)
-        # The row is locked, so the database's version + 1 is ours + 1, and the generated
-        # columns follow from the same rules in Python.
-        session.version += 1
-        session.updated_at = fields["updated_at"]
+            rows.insert_events(self.events)
+        values, increments = visible_change()
+        values = {**self.changes, **values}
+        increments = {**self.increments, **increments}
+        rows.update_session(session.pk, values, increments)
+        # The row is locked, so the database's values are ours plus the increments, and the
+        # generated columns follow from the same rules in Python.
+        for name, value in values.items():
+            setattr(session, name, value)
+        for name, delta in increments.items():
+            setattr(session, name, getattr(session, name) + delta)
+        session.tokens_total = session.tokens_in + session.tokens_out
         session.status_group = status_group(
             status=session.status,
             checkpoint_state=session.checkpoint_state,
@@ -327,6 +340,7 @@ class LockedWrite:
         )
         session.live = session.status in LIVE[session.kind]
         self.changes.clear()
+        self.increments.clear()
         self.events.clear()
         hooks.session_changed(session.pk)
         return True

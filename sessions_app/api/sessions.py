@@ -240,8 +240,9 @@ def events_post(request: HttpRequest, session_id: UUID, data: EventBatchIn) -> d
     access = require_runtime(request)
     # The hot path: the session lookup is the service's row lock (one statement).
     recorded = services.events_record_in(
-        sessions=selectors.sessions_visible_to_token(access),
         session_id=session_id,
+        tenant_id=access.tenant_id,
+        agent_ids=access.agent_ids,
         events=[
             services.EventIn(
                 event_id=event.event_id,

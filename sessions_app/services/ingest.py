@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
-from sessions_app import lifecycle, metrics
+from sessions_app import lifecycle, metrics, rows
 from sessions_app.errors import InvalidInput, NotFound
-from sessions_app.models import AgentSession, EventType, SessionEvent, StopReason
+from sessions_app.models import AgentSession, EventType, StopReason
 from sessions_app.redaction import redact_payload, redact_text
 from sessions_app.services import usage
 from sessions_app.states import STATUSES, Kind, Status
@@ -98,20 +97,20 @@ def events_record(
     *, session: AgentSession, events: Sequence[EventIn], actor: str = ""
 ) -> EventsRecorded:
     """`events_record_in` for a session the caller already holds."""
-    return events_record_in(
-        sessions=AgentSession.objects.all(), session_id=session.pk, events=events, actor=actor
-    )
+    return events_record_in(session_id=session.pk, events=events, actor=actor)
 
 
 def events_record_in(
     *,
-    sessions: QuerySet[AgentSession],
     session_id: Any,
     events: Sequence[EventIn],
+    tenant_id: int | None = None,
+    agent_ids: Collection[int] | None = None,
     actor: str = "",
 ) -> EventsRecorded:
-    """Append a batch of runtime events to the session `session_id` among `sessions` (those
-    the caller may report on; NotFound otherwise): redact, assign gap-free seqs, apply their
+    """Append a batch of runtime events to the session `session_id` (with `tenant_id` and
+    `agent_ids`, one of those agents' sessions in that workspace, as a runtime token reaches;
+    NotFound otherwise): redact, assign gap-free seqs, apply their
     effects on the session's counters, progress and status, all in one transaction.
 
     Idempotent per `event_id`: a retried batch stores nothing new and returns the seqs of the
@@ -129,25 +128,13 @@ def events_record_in(
         raise InvalidInput("events", "event_id values must be unique within a batch")
 
     with transaction.atomic():
-        # No ORDER BY (one row by primary key): building the SQL is a share of this path.
-        found = list(
-            sessions.select_for_update(no_key=True, of=("self",))
-            .select_related("agent", "owner")
-            .filter(pk=session_id)
-            .order_by()[:1]
-        )
-        if not found:
+        # Hand-written statements (sessions_app/rows.py): on this path building ORM queries
+        # cost more than running them.
+        locked = rows.lock_session(session_id, tenant_id=tenant_id, agent_ids=agent_ids)
+        if locked is None:
             raise NotFound(str(session_id))
-        locked = found[0]
         _check_statuses(locked, events)
-        existing = {
-            event_id: (seq, type_, payload)
-            for event_id, seq, type_, payload in SessionEvent.objects.filter(
-                session=locked, event_id__in=ids
-            )
-            .order_by()
-            .values_list("event_id", "seq", "type", "payload")
-        }
+        existing = rows.stored_events(locked.pk, ids)
         seq_of: dict[str, int | None] = {eid: found[0] for eid, found in existing.items()}
         outcome: dict[str, str] = {}
         write = lifecycle.LockedWrite(locked)
@@ -259,7 +246,7 @@ def _apply_event_effects(
         put("agent_status", payload.get("status", ""))
     elif event_type == EventType.USAGE:
         # Increments (F() + delta) go straight into the batch UPDATE, not onto the instance.
-        usage.fold(write.changes, payload)
+        usage.fold(write.increments, payload)
 
 
 def _as_int(value: Any) -> int | None:

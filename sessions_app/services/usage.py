@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db.models import F
-
 USAGE_FIELDS = ("tokens_in", "tokens_out", "cost")
 COST_PLACES = Decimal("0.000001")
 
@@ -30,10 +28,10 @@ def cost(value: Any) -> Decimal:
     return parsed.quantize(COST_PLACES) if parsed.is_finite() and parsed > 0 else Decimal(0)
 
 
-def fold(changes: dict[str, Any], payload: Mapping[str, Any]) -> None:
+def fold(increments: dict[str, Any], payload: Mapping[str, Any]) -> None:
     """Add one newly stored usage event to the pending session update, as increments of the
-    stored totals (`F(field) + delta`), so the totals move only with the events that were
-    stored: a retried batch stores nothing and adds nothing."""
+    stored totals (`column = column + delta`), so the totals move only with the events that
+    were stored: a retried batch stores nothing and adds nothing."""
     deltas = {
         "tokens_in": tokens(payload.get("tokens_in")),
         "tokens_out": tokens(payload.get("tokens_out")),
@@ -41,4 +39,4 @@ def fold(changes: dict[str, Any], payload: Mapping[str, Any]) -> None:
     }
     for field, delta in deltas.items():
         if delta:
-            changes[field] = changes.get(field, F(field)) + delta
+            increments[field] = increments.get(field, 0) + delta
