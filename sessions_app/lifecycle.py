@@ -240,7 +240,7 @@ class LockedWrite:
         self.changes: dict[str, Any] = {}
         # column -> amount added to the stored value (usage totals)
         self.increments: dict[str, Any] = {}
-        self.events: list[SessionEvent] = []
+        self.events: list[rows.NewEvent] = []
 
     def put(self, field: str, value: Any) -> None:
         setattr(self.session, field, value)
@@ -254,12 +254,11 @@ class LockedWrite:
         payload: Any,
         event_id: str | None = None,
         redactions: dict[str, int] | None = None,
-    ) -> SessionEvent:
+    ) -> rows.NewEvent:
         """Queue an event with the next seq (gap-free: the row lock serialises writers)."""
         self.session.last_seq += 1
         self.changes["last_seq"] = self.session.last_seq
-        event = SessionEvent(
-            session=self.session,
+        event = rows.NewEvent(
             seq=self.session.last_seq,
             event_id=event_id or f"srv-{uuid.uuid4()}",
             type=event_type,
@@ -320,9 +319,8 @@ class LockedWrite:
         if not self.changes and not self.events and not self.increments:
             return False
         session = self.session
-        if self.events:
-            rows.insert_events(self.events)
         values, increments = visible_change()
+        rows.insert_events(session.pk, self.events, now=values["updated_at"])
         values = {**self.changes, **values}
         increments = {**self.increments, **increments}
         rows.update_session(session.pk, values, increments)

@@ -296,7 +296,11 @@ class EventType(models.TextChoices):
 class SessionEvent(models.Model):
     """One transcript line; append-only, redacted before it is stored."""
 
-    session = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: the unique (session, seq) index serves every lookup by session,
+    # and one index less is cheaper ingest.
+    session = models.ForeignKey(
+        AgentSession, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     seq = models.PositiveBigIntegerField()
     event_id = models.CharField(max_length=100)
     type = models.CharField(max_length=20, choices=EventType.choices)

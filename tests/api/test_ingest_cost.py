@@ -51,11 +51,14 @@ def test_a_batch_with_a_status_change_is_four_statements(
 
     sql = _statements(runtime, flow, events(*MIXED))
 
-    # lock (the lookup itself), stored ids, one INSERT, one UPDATE; the token is remembered.
+    # lock (the lookup itself), stored ids, one COPY (an INSERT off PostgreSQL), one UPDATE;
+    # the token is remembered.
     assert len(sql) == 4, sql
     assert sql[0].startswith("SELECT")
     assert "sessions_app_agentsession" in sql[0]
-    assert sql[2].startswith('INSERT INTO "sessions_app_sessionevent"')
+    assert sql[2].startswith(
+        ('COPY "sessions_app_sessionevent"', 'INSERT INTO "sessions_app_sessionevent"')
+    )
     assert sql[3].startswith('UPDATE "sessions_app_agentsession"')
     flow.refresh_from_db()
     assert flow.status == "waiting_input"

@@ -111,16 +111,27 @@ def test_a_locked_write_inserts_its_events_and_adds_increments(world: Any) -> No
     assert not lifecycle.LockedWrite(locked).save()  # nothing gathered: nothing written
 
 
-def test_a_batch_larger_than_one_statement_allows_is_inserted_whole(
+def test_a_batch_is_one_copy_on_postgresql_and_chunked_inserts_elsewhere(
     world: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     session = f.make_session(world.agent, world.owner)
+    # A parameter limit of 4 rows per INSERT where INSERTs are used.
     monkeypatch.setattr(connection.ops, "bulk_batch_size", lambda fields, objs: 4)
     write = lifecycle.LockedWrite(session)
     for n in range(10):
         write.append(event_type="message", actor="a", payload={"n": n})
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
         write.save()
-    inserts = [q for q in queries if q["sql"].startswith("INSERT")]
-    assert len(inserts) == 3
-    assert SessionEvent.objects.filter(session=session, type="message").count() == 10
+    writes = [q["sql"] for q in queries if q["sql"].startswith(("INSERT", "COPY"))]
+    if connection.vendor == "postgresql":
+        assert len(writes) == 1
+        assert writes[0].startswith('COPY "sessions_app_sessionevent"')
+    else:
+        assert len(writes) == 3
+    payloads = SessionEvent.objects.filter(session=session, type="message").order_by("seq")
+    assert [e.payload for e in payloads] == [{"n": n} for n in range(10)]
+
+
+def test_the_event_insert_writes_every_stored_column() -> None:
+    stored = {f.name for f in SessionEvent._meta.concrete_fields if not f.primary_key}
+    assert set(rows.EVENT_COLUMNS) == stored
