@@ -153,11 +153,18 @@ def stored_events(session_id: Any, event_ids: Sequence[str]) -> dict[str, tuple[
     table = meta.db_table
     sql = (
         f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {quote(table)} "
-        f"WHERE {quote('session_id')} = %s AND {quote('event_id')} IN "
-        f"({_placeholders(len(event_ids))})"
+        f"WHERE {quote('session_id')} = %s AND {quote('event_id')} "
     )
+    params: list[Any] = [_session_pk(session_id)]
+    if connection.vendor == "postgresql":
+        # One array parameter: the statement's text stays the same for every batch size.
+        sql += "= ANY(%s)"
+        params.append(list(event_ids))
+    else:
+        sql += f"IN ({_placeholders(len(event_ids))})"
+        params.extend(event_ids)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_session_pk(session_id), *event_ids])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     col = _field(SessionEvent, "payload").get_col(table)
     convs = list(connection.ops.get_db_converters(col)) + list(col.get_db_converters(connection))
