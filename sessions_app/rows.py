@@ -19,11 +19,10 @@ from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Field, Model
 
-from sessions_app.models import Agent, AgentSession, SessionEvent
+from sessions_app.models import AgentSession, SessionEvent
 
 Converter = Callable[[Any, Any, Any], Any]
 
@@ -94,6 +93,49 @@ def _placeholders(n: int) -> str:
     return ", ".join(["%s"] * n)
 
 
+def _sessions_sql(related: Sequence[str]) -> str:
+    """SELECT sessions (alias `s`) joined to their `related` objects (aliases r0, r1, ...; a
+    LEFT JOIN where the relation is optional), up to the WHERE."""
+    quote = connection.ops.quote_name
+    select = [_columns(AgentSession).select("s")]
+    joins = []
+    for n, name in enumerate(related):
+        field = _field(AgentSession, name)
+        model = cast(type[Model], field.related_model)
+        select.append(_columns(model).select(f"r{n}"))
+        join = "LEFT JOIN" if field.null else "JOIN"
+        joins.append(
+            f"{join} {quote(model._meta.db_table)} r{n} "
+            f"ON r{n}.{quote(model._meta.pk.column)} = s.{quote(field.column)}"
+        )
+    return (
+        f"SELECT {', '.join(select)} FROM {quote(AgentSession._meta.db_table)} s "
+        f"{' '.join(joins)} WHERE "
+    )
+
+
+def _build_session(row: Sequence[Any], related: Sequence[str]) -> AgentSession:
+    """A session and its related objects from one row of `_sessions_sql(related)`, each
+    cached on the session as select_related() would (None for a missing optional one)."""
+    parts = [_columns(AgentSession)]
+    parts += [_columns(cast(type[Model], _field(AgentSession, n).related_model)) for n in related]
+    built: list[Model | None] = []
+    start = 0
+    for part in parts:
+        end = start + len(part.fields)
+        values = row[start:end]
+        # A LEFT JOIN that found nothing: every column is NULL, the primary key included.
+        built.append(None if values[0] is None else part.build(values))
+        start = end
+    session = cast(AgentSession, built[0])
+    for name, obj in zip(related, built[1:], strict=True):
+        _field(AgentSession, name).set_cached_value(session, obj)  # type: ignore[attr-defined]
+    return session
+
+
+INGEST_RELATED = ("agent", "owner")
+
+
 def lock_session(
     session_id: Any, *, tenant_id: int | None = None, agent_ids: Collection[int] | None = None
 ) -> AgentSession | None:
@@ -101,16 +143,8 @@ def lock_session(
     (FOR NO KEY UPDATE where the database has it: the lock serialises writers of one session
     without blocking inserts that reference it). With `tenant_id` and `agent_ids`, only a
     session of those agents in that workspace (a runtime token's reach); None otherwise."""
-    user_model = get_user_model()
-    parts = (_columns(AgentSession), _columns(Agent), _columns(user_model))
     quote = connection.ops.quote_name
-    sql = (
-        f"SELECT {parts[0].select('s')}, {parts[1].select('a')}, {parts[2].select('u')} "
-        f"FROM {quote(AgentSession._meta.db_table)} s "
-        f"JOIN {quote(Agent._meta.db_table)} a ON a.{quote('id')} = s.{quote('agent_id')} "
-        f"JOIN {quote(user_model._meta.db_table)} u ON u.{quote('id')} = s.{quote('owner_id')} "
-        f"WHERE s.{quote('id')} = %s"
-    )
+    sql = _sessions_sql(INGEST_RELATED) + f"s.{quote('id')} = %s"
     params: list[Any] = [_session_pk(session_id)]
     if tenant_id is not None:
         sql += f" AND s.{quote('tenant_id')} = %s"
@@ -129,18 +163,20 @@ def lock_session(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    if row is None:
-        return None
-    built: list[Model] = []
-    start = 0
-    for part in parts:
-        end = start + len(part.fields)
-        built.append(part.build(row[start:end]))
-        start = end
-    session, agent, owner = cast(AgentSession, built[0]), built[1], built[2]
-    AgentSession.agent.field.set_cached_value(session, agent)
-    AgentSession.owner.field.set_cached_value(session, owner)
-    return session
+    return None if row is None else _build_session(row, INGEST_RELATED)
+
+
+def sessions_by_id(session_ids: Collection[Any], related: Sequence[str]) -> list[AgentSession]:
+    """The sessions among `session_ids` with their `related` objects, in no particular order:
+    what a broadcast renders, read as often as sessions change."""
+    if not session_ids:
+        return []
+    quote = connection.ops.quote_name
+    ids = [_session_pk(pk) for pk in session_ids]
+    sql = _sessions_sql(related) + f"s.{quote('id')} IN ({_placeholders(len(ids))})"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, ids)
+        return [_build_session(row, related) for row in cursor.fetchall()]
 
 
 def stored_events(session_id: Any, event_ids: Sequence[str]) -> dict[str, tuple[int, str, Any]]:

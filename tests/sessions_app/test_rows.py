@@ -135,3 +135,24 @@ def test_a_batch_is_one_copy_on_postgresql_and_chunked_inserts_elsewhere(
 def test_the_event_insert_writes_every_stored_column() -> None:
     stored = {f.name for f in SessionEvent._meta.concrete_fields if not f.primary_key}
     assert set(rows.EVENT_COLUMNS) == stored
+
+
+def test_sessions_by_id_bring_their_relations_and_a_missing_optional_one_is_none(
+    world: Any,
+) -> None:
+    initiative = f.make_initiative(world.tenant, "Launch")
+    with_one = f.make_session(world.agent, world.owner, initiative=initiative)
+    without = f.make_session(world.agent, world.owner)
+    f.make_session(world.agent, world.owner)  # not asked for
+    related = ("agent", "owner", "project", "initiative")
+    found = {s.pk: s for s in rows.sessions_by_id([with_one.pk, without.pk], related)}
+    assert set(found) == {with_one.pk, without.pk}
+    expected = AgentSession.objects.select_related(*related).get(pk=with_one.pk)
+    assert _stored(found[with_one.pk]) == _stored(expected)
+    with CaptureQueriesContext(connection) as queries:
+        assert found[with_one.pk].initiative == initiative
+        assert found[with_one.pk].initiative.name == "Launch"
+        assert found[without.pk].initiative is None
+        assert found[without.pk].project.name == "Payments"
+    assert len(queries) == 0
+    assert rows.sessions_by_id([], related) == []
