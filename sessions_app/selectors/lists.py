@@ -334,7 +334,14 @@ def command_center_counts(user: Any, *, now: datetime | None = None) -> dict[str
 
 
 def _counts(sections: dict[str, _Section]) -> dict[str, int]:
-    return keyset.capped_counts({name: (s.rows, s.audience) for name, s in sections.items()})
+    # Split as the section's pick is (Recent: live and ended rows are two index ranges); one
+    # range per grant counted Recent by walking the workspace's whole index (46 ms at 1M).
+    return keyset.capped_counts(
+        {
+            name: (s.rows, [branch & part for branch in s.audience for part in s.parts])
+            for name, s in sections.items()
+        }
+    )
 
 
 # The filter dropdowns name what the viewer's latest sessions name (see filter_facets).

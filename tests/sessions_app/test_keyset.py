@@ -220,6 +220,12 @@ def test_list_and_panel_reads_are_index_range_scans(world: World, crowd: Any, pe
     for plan in session_plans:
         assert not re.search(r"Seq Scan on sessions_app_(agentsession|sessionevent)", plan), plan
         used |= set(re.findall(r"using (\w+)", plan))
+        # The list indexes lead with (..., live, last_activity_at): a recency bound without
+        # `live` fixed walks every entry of the leading columns (Recent counted that way read
+        # a workspace's whole index).
+        for cond in re.findall(r"Index Cond: (.*)", plan):
+            if "last_activity_at" in cond and "ROW(live, " not in cond:  # not a keyset cursor
+                assert "live = " in cond, plan
     assert used & LIST_INDEXES, used
     expected = {
         "admin": "session_list_idx",
