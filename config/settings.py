@@ -139,7 +139,7 @@ REDIS_URL = envurl(
 # RedisChannelLayer. Dashboards only need fan-out to groups, which pub/sub does natively.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "config.channel_layer.ChannelLayer",
         "CONFIG": {
             "hosts": [REDIS_URL],
             # Parallel test workers (pytest-xdist) share one Redis: each gets its own prefix.

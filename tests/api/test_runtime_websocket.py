@@ -192,7 +192,7 @@ def test_publishing_survives_an_unreachable_channel_layer(world: Any, caplog: An
     services.session_pause(session=session, user=world.owner)
     unreachable = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "config.channel_layer.ChannelLayer",
             "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]},
         }
     }

@@ -150,8 +150,10 @@ def test_sessions_by_id_bring_their_relations_and_a_missing_optional_one_is_none
     expected = AgentSession.objects.select_related(*related).get(pk=with_one.pk)
     assert _stored(found[with_one.pk]) == _stored(expected)
     with CaptureQueriesContext(connection) as queries:
-        assert found[with_one.pk].initiative == initiative
-        assert found[with_one.pk].initiative.name == "Launch"
+        linked = found[with_one.pk].initiative
+        assert linked == initiative
+        assert linked is not None
+        assert linked.name == "Launch"
         assert found[without.pk].initiative is None
         assert found[without.pk].project.name == "Payments"
     assert len(queries) == 0
