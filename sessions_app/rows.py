@@ -2,9 +2,9 @@
 
 A runtime's batch costs four statements (lock, stored ids, insert, update). Through the ORM,
 building and compiling them, and turning rows into instances, cost more CPU than the database
-spends running them (about 4 of 7 ms for a one-event batch, measured in process). Here the SQL
-text is made once per process from `_meta` (so a migration that adds a column needs no change
-here), values go through each field's own `get_db_prep_save`, and rows come back through each
+spends running them (about 4 of 7 ms for a one-event batch, measured in process). Here the
+statements are assembled from the models' `_meta` (column lists and converters worked out once
+per process; a migration that adds a column needs no change here), values go through each field's own `get_db_prep_save`, and rows come back through each
 field's own converters, so the instances are what the ORM would have built, on PostgreSQL and
 SQLite alike. Statements still run on Django's cursor: query capture, execute wrappers and
 the connection pool see them as any other.
@@ -65,20 +65,15 @@ def _converters_for(model: type[Model]) -> list[tuple[Any, list[Converter]]]:
     key = (connection.alias, model)
     found = _converters.get(key)
     if found is None:
-        table = model._meta.db_table
-        found = []
-        for field in _columns(model).fields:
-            col = field.get_col(table)
-            found.append(
-                (
-                    col,
-                    list(connection.ops.get_db_converters(col))
-                    + list(col.get_db_converters(connection)),
-                )
-            )
+        found = [_column_converters(model, field) for field in _columns(model).fields]
         with _converters_lock:
             _converters[key] = found
     return found
+
+
+def _column_converters(model: type[Model], field: Field[Any, Any]) -> tuple[Any, list[Converter]]:
+    col = field.get_col(model._meta.db_table)
+    return col, [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
 
 
 def _field(model: type[Model], name: str) -> Field[Any, Any]:
@@ -202,8 +197,7 @@ def stored_events(session_id: Any, event_ids: Sequence[str]) -> dict[str, tuple[
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    col = _field(SessionEvent, "payload").get_col(table)
-    convs = list(connection.ops.get_db_converters(col)) + list(col.get_db_converters(connection))
+    col, convs = _column_converters(SessionEvent, fields[3])
     found: dict[str, tuple[int, str, Any]] = {}
     for event_id, seq, type_, payload in rows:
         for convert in convs:
@@ -267,8 +261,13 @@ def insert_events(session_id: Any, events: Sequence[NewEvent], *, now: datetime)
     columns = ", ".join(quote(f.column) for f in fields)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # Django's cursor logs a COPY as one statement where queries are logged.
-            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            # Django's cursor logs a COPY as one statement where queries are logged, but
+            # passes psycopg's errors through unwrapped: wrap them as execute() does, so a
+            # database gone mid-COPY is Django's OperationalError (a 503 at the edge).
+            with (
+                connection.wrap_database_errors,
+                cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+            ):
                 for row in rows:
                     copy.write_row(row)
             return

@@ -239,3 +239,19 @@ def test_an_admin_changelist_keeps_its_own_filters_and_search(world: Any, query:
     client.force_login(world.admin)
     f.make_session(world.agent, world.owner)
     assert client.get(f"/admin/sessions_app/agentsession/?{query}").status_code == 200
+
+
+@pytest.mark.postgres
+def test_the_database_lost_during_the_event_copy_is_a_503(runtime: Api, flow: AgentSession) -> None:
+    import psycopg
+
+    # psycopg's own error, as a COPY raises it when the server goes away mid-batch.
+    with mock.patch.object(psycopg.Cursor, "copy", side_effect=psycopg.OperationalError("gone")):
+        response = post_events(runtime, flow, json.dumps(events(("thinking", {"text": "a"}))))
+    assert response.status_code == 503
+    assert response["Retry-After"] == str(edge.RETRY_AFTER_SECONDS)
+    assert error(response)["code"] == "unavailable"
+    # The positive control: with the database back, the same batch is stored.
+    response = post_events(runtime, flow, json.dumps(events(("thinking", {"text": "a"}))))
+    assert response.status_code == 200, response.content
+    assert SessionEvent.objects.filter(session=flow, type="thinking").count() == 1

@@ -16,8 +16,8 @@ def _layer() -> ChannelLayer:
     return ChannelLayer(hosts=config["hosts"], prefix=f"{config['prefix']}-{uuid.uuid4().hex}")
 
 
-def test_the_subscribers_of_a_group_share_one_decoded_message(monkeypatch: Any) -> None:
-    layer = _layer()
+def _counting(layer: ChannelLayer, monkeypatch: Any) -> list[bytes]:
+    """The bytes the layer's serializer decodes, in order."""
     decoded: list[bytes] = []
     real = layer._serializer.deserialize
 
@@ -26,6 +26,12 @@ def test_the_subscribers_of_a_group_share_one_decoded_message(monkeypatch: Any) 
         return real(message)
 
     monkeypatch.setattr(layer._serializer, "deserialize", counting)
+    return decoded
+
+
+def test_the_subscribers_of_a_group_share_one_decoded_message(monkeypatch: Any) -> None:
+    layer = _layer()
+    decoded = _counting(layer, monkeypatch)
 
     async def scenario() -> list[Any]:
         channels = [await layer.new_channel() for _ in range(5)]
@@ -52,14 +58,7 @@ def test_the_subscribers_of_a_group_share_one_decoded_message(monkeypatch: Any) 
 
 def test_equal_messages_published_twice_are_decoded_twice(monkeypatch: Any) -> None:
     layer = _layer()
-    decoded: list[bytes] = []
-    real = layer._serializer.deserialize
-
-    def counting(message: bytes) -> Any:
-        decoded.append(message)
-        return real(message)
-
-    monkeypatch.setattr(layer._serializer, "deserialize", counting)
+    decoded = _counting(layer, monkeypatch)
 
     async def scenario() -> list[Any]:
         channel = await layer.new_channel()

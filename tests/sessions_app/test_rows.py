@@ -59,7 +59,7 @@ def test_the_lock_is_scoped_to_a_tokens_workspace_and_agents(world: Any) -> None
     assert rows.lock_session(session.pk, tenant_id=world.tenant.pk, agent_ids=set()) is None
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks are PostgreSQL's")
+@pytest.mark.postgres
 def test_the_lock_is_a_row_lock_on_postgresql(world: Any) -> None:
     session = f.make_session(world.agent, world.owner)
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
