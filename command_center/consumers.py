@@ -30,7 +30,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import timezone
 
-from command_center import broadcast, filters, fragments, snapshots
+from command_center import broadcast, compose, filters, fragments, snapshots
 from command_center.broadcast import access_group, groups_for_access
 from command_center.panel_upkeep import PanelUpkeep
 from command_center.reconcile import Routed, reconciler
@@ -50,11 +50,6 @@ SNAPSHOT_SLACK = timedelta(seconds=2)
 # A socket that missed more pushes than this in one reconciliation tick gets a fresh snapshot
 # instead of one load per session.
 REPAIR_LIMIT = 50
-
-
-def _facts(summary: dict[str, Any]) -> dict[str, Any]:
-    """The fields of a pushed summary the visibility rule reads."""
-    return {k: summary[k] for k in selectors.SESSION_FACTS}
 
 
 class CommandCenterConsumer(PanelUpkeep, edge.GuardedConsumer, AsyncWebsocketConsumer):
@@ -257,10 +252,16 @@ class CommandCenterConsumer(PanelUpkeep, edge.GuardedConsumer, AsyncWebsocketCon
     async def session_changes(self, event: dict[str, Any]) -> None:
         """The sessions of one flush: everything this viewer is shown of them in one frame."""
         async with self._push_lock:
+            if time.monotonic() - self.access_read_at > ACCESS_MAX_AGE_SECONDS:
+                await self._refresh_access()
+            flt = self.flt if self.view == "list" else None
+            # What the sessions look like to this socket's viewer and filter: worked out once
+            # per message for every socket with the same (compose.py).
+            views = compose.views_of(event, (self.access, flt), self.access, flt)
             parts: list[str] = []
             shown = []
-            for summary in event["sessions"]:
-                mine = await self._apply(summary)
+            for summary, view in zip(event["sessions"], views, strict=True):
+                mine = await self._apply(summary, view)
                 if mine:
                     parts += mine
                     shown.append(summary)
@@ -271,7 +272,7 @@ class CommandCenterConsumer(PanelUpkeep, edge.GuardedConsumer, AsyncWebsocketCon
                 if "published_at" in summary:
                     metrics.PUSH_LAG.observe(max(0.0, time.time() - summary["published_at"]))
 
-    async def _apply(self, summary: dict[str, Any]) -> list[str]:
+    async def _apply(self, summary: dict[str, Any], view: compose.SessionView) -> list[str]:
         """What this socket shows of one pushed session (nothing if it may not see it, or has
         seen this version)."""
         sid = summary["id"]
@@ -279,24 +280,20 @@ class CommandCenterConsumer(PanelUpkeep, edge.GuardedConsumer, AsyncWebsocketCon
         if self.seen.get(sid, -1) >= summary["version"] and not summary["deleted"]:
             return []
         self.seen[sid] = summary["version"]
-        if time.monotonic() - self.access_read_at > ACCESS_MAX_AGE_SECONDS:
-            await self._refresh_access()
-        if not selectors.may_view(self.access, **_facts(summary)):
+        if not view.visible:
             return []
-        parts = self._panel_parts(summary)
+        parts = list(view.panel)
         if self.view == "list":
-            parts += self._list_parts(summary)
+            parts += self._list_parts(summary, view.listed)
         elif self.view == "detail" and sid == self.session_id:
             parts += await database_sync_to_async(self._detail_parts)(summary)
         # Counts change only when a session enters, leaves or moves between panel sections;
         # most pushes (progress, new events) do not, and cost no query.
-        section = self._section(summary)
-        if sid not in self.sections or self.sections[sid] != section:
-            self.sections[sid] = section
+        if sid not in self.sections or self.sections[sid] != view.section:
+            self.sections[sid] = view.section
             self._schedule_counts()
-        move = None if summary["deleted"] else filters.next_move(summary, section)
-        if move is not None and (self._next_move is None or move < self._next_move):
-            self._next_move = move
+        if view.move is not None and (self._next_move is None or view.move < self._next_move):
+            self._next_move = view.move
             self._clock_changed.set()
         return parts
 
@@ -315,7 +312,7 @@ class CommandCenterConsumer(PanelUpkeep, edge.GuardedConsumer, AsyncWebsocketCon
             for sid, change in candidates.items()
             if change["updated_at"] >= self._watch_from
             and self.seen.get(str(sid), -1) < change["version"]
-            and selectors.may_view(self.access, **_facts(change))
+            and selectors.may_view(self.access, **compose.facts(change))
         ]
         if len(missed) > REPAIR_LIMIT and self.paged:
             # The viewer is reading further down: count them, as pushes are counted, instead
@@ -338,26 +335,9 @@ class CommandCenterConsumer(PanelUpkeep, edge.GuardedConsumer, AsyncWebsocketCon
         metrics.RECONCILE_REPAIRS.inc(len(summaries))
         await self.session_changes({"sessions": summaries})
 
-    def _section(self, summary: dict[str, Any]) -> str | None:
-        """The panel section this viewer sees the session in (Needs you only if they may act)."""
+    def _list_parts(self, summary: dict[str, Any], listed: bool) -> list[str]:
         html = summary["html"]
-        if selectors.may_act(self.access, **_facts(summary)):
-            return html["section_act"]  # type: ignore[no-any-return]
-        return html["section"]  # type: ignore[no-any-return]
-
-    def _panel_parts(self, summary: dict[str, Any]) -> list[str]:
-        html = summary["html"]
-        parts = [html["panel_remove"]]
-        if self._section(summary):
-            can_act = selectors.may_act(self.access, **_facts(summary))
-            parts.append(html["panel_insert_act"] if can_act else html["panel_insert"])
-        return parts
-
-    def _list_parts(self, summary: dict[str, Any]) -> list[str]:
-        html = summary["html"]
-        if summary["deleted"] or not filters.matches(
-            summary, self.flt, viewer_id=self.access.user_id
-        ):
+        if not listed:
             return [html["row_remove"]]
         if self.paged or self.flt.sort:
             # The viewer is reading further down (or a list sorted by usage, whose order the

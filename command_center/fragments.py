@@ -4,9 +4,12 @@ a panel item or a transcript line has exactly one source of HTML."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.template.loader import render_to_string
+from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString
 
 from command_center.filters import filter_query, panel_section
@@ -45,7 +48,26 @@ PANEL_SECTIONS = ("needs", "active", "recent")
 
 def live_op(op: str, target: str, content: SafeString | str = "") -> SafeString:
     """An operation on an element that may not be on the page (see oob.html#op)."""
-    return _render("command_center/oob.html#op", {"op": op, "target": target, "content": content})
+    before_op, before_target, before_content, after = _op_frame()
+    return SafeString(
+        f"{before_op}{conditional_escape(op)}{before_target}{conditional_escape(target)}"
+        f"{before_content}{conditional_escape(content)}{after}"
+    )
+
+
+@cache
+def _op_frame() -> tuple[str, ...]:
+    """oob.html#op rendered once around three markers, then filled in per operation: every push
+    wraps each of its fragments in it, a dozen renders per changed session. The partial has no
+    logic of its own, so filling its slots with escaped values is what rendering it does
+    (tests/command_center/test_fragments.py holds the two to the same output)."""
+    marker = "\x00"
+    frame = render_to_string(
+        "command_center/oob.html#op", {"op": marker, "target": marker, "content": marker}
+    ).split(marker)
+    if len(frame) != 4:
+        raise ImproperlyConfigured("oob.html#op must show op, target and content once each")
+    return tuple(frame)
 
 
 def panel_remove_html(session_id: str) -> str:

@@ -12,15 +12,20 @@ chain alone.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.db import close_old_connections
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpResponseBase
 from django.test.utils import override_settings
+from django.urls import set_script_prefix
 
 # A fixed set of threads for API views instead of one new thread per request: under a burst
 # (a runtime fleet posting 100 events/s) a thread per request had dozens of views in flight,
@@ -46,24 +51,73 @@ class ApiHandler(ASGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
         # Django builds the chain from settings.MIDDLEWARE; this process-wide handler is built
         # once, at start-up, with the API's list instead. Synchronous: the whole chain and the
-        # view run in the request's one worker thread (run_get_response).
+        # view run in the request's one worker thread (_respond).
         with override_settings(MIDDLEWARE=API_MIDDLEWARE):
             super().load_middleware(is_async=False)
 
-    async def run_get_response(self, request: HttpRequest) -> HttpResponseBase:
-        response: HttpResponseBase = await sync_to_async(
-            self._respond, thread_sensitive=False, executor=_workers
-        )(request)
-        response._handler_class = self.__class__  # type: ignore[attr-defined]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Django wraps each request in a ThreadSensitiveContext, which gives the request a new
+        # thread of its own for the request_started and request_finished signals; here they run
+        # in the worker thread that runs the view.
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Django's `handle` with one trip to a worker thread per request instead of four:
+        request_started, the middleware and the view, and request_finished (which hands the
+        database connection back to the pool) run there together."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        response = await sync_to_async(self._respond, thread_sensitive=False, executor=_workers)(
+            scope, body_file
+        )
+        if not response.streaming:
+            await self._send(response, send)
+            return
+        # A download is produced while it is sent, one chunk at a time through thread-sensitive
+        # calls (sessions_app/api/download.py): they, and the close that ends the request, run
+        # in one thread of this request's own, as under Django's handler.
+        async with ThreadSensitiveContext():
+            try:
+                await self._send(response, send)
+            finally:
+                await sync_to_async(self._finish)(response, body_file)
+
+    async def _send(self, response: HttpResponseBase, send: Send) -> None:
+        # The client may leave while the answer is being sent.
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.send_response(response, send)
+
+    def _respond(self, scope: Scope, body_file: Any) -> HttpResponseBase:
+        try:
+            signals.request_started.send(sender=self.__class__, scope=scope)
+            request, error = self.create_request(scope, body_file)
+            if request is None:
+                # A request Django cannot read (undecodable, too large): its own answer.
+                response = cast(HttpResponseBase, error)
+            else:
+                response = self.get_response(request)
+                response._handler_class = self.__class__  # type: ignore[attr-defined]
+        except BaseException:
+            body_file.close()
+            close_old_connections()
+            raise
+        if response.streaming:
+            # This thread is done with the database; the download has a thread of its own.
+            close_old_connections()
+        else:
+            self._finish(response, body_file)
         return response
 
-    def _respond(self, request: HttpRequest) -> HttpResponseBase:
-        # A worker thread serves request after request: hand its database connection back
-        # (to the pool) after each, as Django's request signals do for the threads they run in.
+    @staticmethod
+    def _finish(response: HttpResponseBase, body_file: Any) -> None:
+        # close() sends request_finished, whose receiver gives the connection back to the pool.
         try:
-            return self.get_response(request)
+            response.close()
         finally:
-            close_old_connections()
+            body_file.close()
 
 
 def by_path(prefix: str, matching: Any, other: Any) -> Any:

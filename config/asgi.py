@@ -15,12 +15,13 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from command_center.routing import websocket_urlpatterns as dashboard_routes  # noqa: E402
-from config import daphne_close_codes  # noqa: E402
+from config import daphne_close_codes, http_content_type  # noqa: E402
 from config.api_handler import ApiHandler, by_path  # noqa: E402
 from sessions_app.edge import SocketGuard  # noqa: E402
 from sessions_app.runtime.routing import websocket_urlpatterns as runtime_routes  # noqa: E402
 
 daphne_close_codes.install()
+http_content_type.install()
 
 # The event loop shares the interpreter lock with the threads that query and render (snapshots,
 # session lookups). Each time the loop comes back from waiting for sockets it needs the lock, and

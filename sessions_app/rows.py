@@ -88,9 +88,21 @@ def _placeholders(n: int) -> str:
     return ", ".join(["%s"] * n)
 
 
+# Statement texts by database vendor and relations: built once per process, read per request.
+_sessions_sql_texts: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
 def _sessions_sql(related: Sequence[str]) -> str:
     """SELECT sessions (alias `s`) joined to their `related` objects (aliases r0, r1, ...; a
     LEFT JOIN where the relation is optional), up to the WHERE."""
+    key = (connection.vendor, tuple(related))
+    found = _sessions_sql_texts.get(key)
+    if found is None:
+        found = _sessions_sql_texts[key] = _build_sessions_sql(related)
+    return found
+
+
+def _build_sessions_sql(related: Sequence[str]) -> str:
     quote = connection.ops.quote_name
     select = [_columns(AgentSession).select("s")]
     joins = []

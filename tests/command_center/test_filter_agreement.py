@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from command_center import filters
 from command_center.broadcast import summary_for
-from command_center.consumers import _facts as pushed_facts
+from command_center.compose import facts as pushed_facts
 from sessions_app import selectors, states
 from sessions_app.models import AgentSession, Role
 from sessions_app.selectors import SessionFilter

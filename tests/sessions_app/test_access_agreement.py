@@ -23,7 +23,7 @@ from command_center.broadcast import (
     groups_for_session,
     summary_for,
 )
-from command_center.consumers import _facts as pushed_facts
+from command_center.compose import facts as pushed_facts
 from sessions_app import errors, selectors, services
 from sessions_app.models import AgentSession, Membership, Role, TenantMembership, TokenKind
 from sessions_app.services.common import require_act
