@@ -2,6 +2,7 @@
 socket count, and clean closes.
 
     .venv/bin/python bench/sockets_bench.py [--sockets 1000] [--in-flight 50] [--steps 1000,100,10]
+        [--close-sockets 5000]
 
 Creates its own database (`<prefix>_sockets`), seeds a workspace with a few hundred sessions,
 starts a fresh daphne and, from a client process:
@@ -16,7 +17,8 @@ starts a fresh daphne and, from a client process:
    socket sees the chat's row with the new message count; p50 / p99 and frames delivered. The
    floor at each step is the same fan-out by a plain `websockets` server relaying a Redis
    PUBLISH, measured by bench/live_latency_bench.py at 100 sockets;
-4. tracebacks in daphne's log after every socket has been closed.
+4. clean closes: dashboards are opened up to `--close-sockets`, all closed at once, and
+   daphne's log is searched for tracebacks.
 """
 
 from __future__ import annotations
@@ -96,10 +98,13 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=50)
     parser.add_argument("--steps", default="1000,100,10")
     parser.add_argument("--events", type=int, default=20, help="events per latency step")
+    parser.add_argument(
+        "--close-sockets", type=int, default=5000, help="sockets closed at once at the end"
+    )
     parser.add_argument("--quick", action="store_true", help="200 sockets, steps 200,20, 10 events")
     args = parser.parse_args()
     if args.quick:
-        args.sockets, args.steps, args.events = 200, "200,20", 10
+        args.sockets, args.steps, args.events, args.close_sockets = 200, "200,20", 10, 500
     steps = [int(s) for s in args.steps.split(",")]
     run = harness.Run("sockets")
     name = harness.fresh_database("sockets")
@@ -217,6 +222,16 @@ def main() -> None:
                     flush=True,
                 )
             out["latency_by_sockets"] = points
+            # Then many sockets leaving at once (a deploy, a proxy restart): open up to
+            # --close-sockets, close them all together, and read daphne's log.
+            more = max(0, args.close_sockets - open_now)
+            opened = f.ask("connect", more, args.in_flight) if more else {"results": []}
+            open_now += sum(1 for r in opened["results"] if r[1] is not None)
+            time.sleep(2)
+            f.ask("close", open_now)
+            time.sleep(3)
+            out["close"] = {"sockets": open_now, "tracebacks": daphne.tracebacks()}
+            print(f"  closed {open_now} sockets at once", flush=True)
             run.table(
                 f"Push latency against the socket count: {args.events} single events, one every 0.5 s, "
                 "ms from the POST's start to the row at each socket",
@@ -225,7 +240,8 @@ def main() -> None:
             )
         time.sleep(2)
         tracebacks = daphne.tracebacks()
-    run.note(f"daphne tracebacks after closing {len(done):,} sockets: {tracebacks}")
+    closed = out["close"]["sockets"]
+    run.note(f"daphne tracebacks after closing {closed:,} sockets at once: {tracebacks}")
     run.save(results=out, tracebacks=tracebacks)
     if not harness.KEEP:
         harness.drop_database(name)

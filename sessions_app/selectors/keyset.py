@@ -122,20 +122,37 @@ def pick(
 
     `parts` splits each branch further where one index range cannot give the order itself
     (Recent orders by recency across live and ended rows: one range each)."""
+    picked = pick_values(rows, branches, order=order, limit=limit, parts=parts, fields=("id",))
+    return [row[0] for row in picked]
+
+
+def pick_values(
+    rows: QuerySet[AgentSession],
+    branches: Sequence[Q],
+    *,
+    order: Sequence[str],
+    limit: int,
+    fields: Sequence[str],
+    parts: Sequence[Q] = (Q(),),
+) -> list[tuple[Any, ...]]:
+    """`pick`, giving `fields` of each row picked (in order) instead of its id: read in the same
+    index range scans, where a second query by id would fetch each row again."""
     if not branches:
         return []
     keys = [name.lstrip("-") for name in order]
     if not _union_ok([*branches, *parts[1:]]):
         picked = rows.filter(_either(branches)).filter(_either(parts)).order_by(*order)[:limit]
-        return list(picked.values_list("id", flat=True))
+        return list(picked.values_list(*fields))
+    selected = [*keys, *(f for f in fields if f not in keys)]
     scans = [
-        rows.filter(branch, part).order_by(*order).values_list(*keys)[:limit]
+        rows.filter(branch, part).order_by(*order).values_list(*selected)[:limit]
         for branch in branches
         for part in parts
     ]
     first, *rest = scans
     union = first.union(*rest).order_by(*order)[:limit]
-    return [row[keys.index("id")] for row in union]
+    at = [selected.index(f) for f in fields]
+    return [tuple(row[i] for i in at) for row in union]
 
 
 def _capped_ids(rows: QuerySet[AgentSession], branches: Sequence[Q], cap: int) -> QuerySet[Any]:
