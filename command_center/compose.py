@@ -68,15 +68,12 @@ def view_of(
 
 
 def views_of(
-    message: dict[str, Any],
-    key: Hashable,
-    access: selectors.Access,
-    flt: selectors.SessionFilter | None,
+    message: dict[str, Any], access: selectors.Access, flt: selectors.SessionFilter | None
 ) -> list[SessionView]:
-    """`view_of` for each session of `message`, shared by every socket asking with the same
-    `key` (which must determine `access` and `flt`)."""
+    """`view_of` for each session of `message`, shared by every socket with the same access and
+    filter."""
     shared: dict[Hashable, list[SessionView]] = message.setdefault(_VIEWS, {})
-    views = shared.get(key)
+    views = shared.get((access, flt))
     if views is None:
-        views = shared[key] = [view_of(s, access, flt) for s in message["sessions"]]
+        views = shared[access, flt] = [view_of(s, access, flt) for s in message["sessions"]]
     return views

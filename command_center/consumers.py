@@ -257,7 +257,7 @@ class CommandCenterConsumer(PanelUpkeep, edge.GuardedConsumer, AsyncWebsocketCon
             flt = self.flt if self.view == "list" else None
             # What the sessions look like to this socket's viewer and filter: worked out once
             # per message for every socket with the same (compose.py).
-            views = compose.views_of(event, (self.access, flt), self.access, flt)
+            views = compose.views_of(event, self.access, flt)
             parts: list[str] = []
             shown = []
             for summary, view in zip(event["sessions"], views, strict=True):

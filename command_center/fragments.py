@@ -60,7 +60,7 @@ def _op_frame() -> tuple[str, ...]:
     """oob.html#op rendered once around three markers, then filled in per operation: every push
     wraps each of its fragments in it, a dozen renders per changed session. The partial has no
     logic of its own, so filling its slots with escaped values is what rendering it does
-    (tests/command_center/test_fragments.py holds the two to the same output)."""
+    (tests/command_center/test_live_op.py holds the two to the same output)."""
     marker = "\x00"
     frame = render_to_string(
         "command_center/oob.html#op", {"op": marker, "target": marker, "content": marker}

@@ -3,10 +3,11 @@
 A runtime's batch costs four statements (lock, stored ids, insert, update). Through the ORM,
 building and compiling them, and turning rows into instances, cost more CPU than the database
 spends running them (about 4 of 7 ms for a one-event batch, measured in process). Here the
-statements are assembled from the models' `_meta` (column lists and converters worked out once
-per process; a migration that adds a column needs no change here), values go through each field's own `get_db_prep_save`, and rows come back through each
-field's own converters, so the instances are what the ORM would have built, on PostgreSQL and
-SQLite alike. Statements still run on Django's cursor: query capture, execute wrappers and
+statements are assembled from the models' `_meta` (column lists, converters and the session
+read's text worked out once per process; a migration that adds a column needs no change
+here), values go through each field's own `get_db_prep_save`, and rows come back through
+each field's own converters, so the instances are what the ORM would have built, on
+PostgreSQL and SQLite alike. Statements still run on Django's cursor: query capture, execute wrappers and
 the connection pool see them as any other.
 """
 

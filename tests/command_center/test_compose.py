@@ -1,14 +1,13 @@
 """What a pushed session looks like to each viewer is worked out once per distinct view
-(command_center/compose.py), and the cheap paths agree with the full ones."""
+(command_center/compose.py), and agrees with the visibility rule."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from django.utils.safestring import SafeString
 
-from command_center import compose, fragments
+from command_center import compose
 from command_center.broadcast import summary_for
 from command_center.filters import parse_filter
 from sessions_app import selectors
@@ -36,16 +35,16 @@ def test_one_view_is_worked_out_once_per_message(world: Any, monkeypatch: Any) -
 
     monkeypatch.setattr(compose, "view_of", counting)
     flt = parse_filter({})
-    first = compose.views_of(message, (admin, flt), admin, flt)
+    first = compose.views_of(message, admin, flt)
     for _ in range(50):  # fifty more sockets of the same view
-        assert compose.views_of(message, (admin, flt), admin, flt) is first
+        assert compose.views_of(message, admin, flt) is first
     assert calls == [world.admin.pk] * 2
     # Positive control: another viewer is a view of its own.
-    other = compose.views_of(message, (developer, flt), developer, flt)
+    other = compose.views_of(message, developer, flt)
     assert calls == [world.admin.pk] * 2 + [world.developer.pk] * 2
     assert other is not first
     # A new message starts afresh.
-    compose.views_of(_message(world), (admin, flt), admin, flt)
+    compose.views_of(_message(world), admin, flt)
     assert len(calls) == 6
 
 
@@ -64,7 +63,7 @@ def test_each_persona_sees_what_the_visibility_rule_allows(world: Any) -> None:
     }
     for user, (sees_chat, sees_run, acts_on_run) in expect.items():
         access = selectors.access_for(user, fresh=True)
-        chat_view, run_view = compose.views_of(message, (access, flt), access, flt)
+        chat_view, run_view = compose.views_of(message, access, flt)
         assert chat_view.visible is sees_chat, user
         assert run_view.visible is sees_run, user
         if sees_run:
@@ -79,25 +78,8 @@ def test_a_filter_decides_what_the_list_takes(world: Any) -> None:
     message = _message(world)
     access = selectors.access_for(world.admin, fresh=True)
     chats = parse_filter({"kind": "chat"})
-    chat_view, run_view = compose.views_of(message, (access, chats), access, chats)
+    chat_view, run_view = compose.views_of(message, access, chats)
     assert chat_view.listed
     assert not run_view.listed
     # No list at all (the panel alone, or a detail view): nothing is listed.
-    assert not any(v.listed for v in compose.views_of(message, (access, None), access, None))
-
-
-@pytest.mark.parametrize(
-    ("op", "target", "content"),
-    [
-        ("remove", "session-1", ""),
-        ("insert", "rows-live", SafeString('<a id="x">a &amp; b</a>')),
-        ("replace", 'cc-"quoted"<target>', "<b>plain text is escaped</b> & so on"),
-    ],
-)
-def test_a_live_op_is_what_rendering_its_partial_gives(op: str, target: str, content: Any) -> None:
-    from django.template.loader import render_to_string
-
-    rendered = render_to_string(
-        "command_center/oob.html#op", {"op": op, "target": target, "content": content}
-    )
-    assert fragments.live_op(op, target, content) == rendered
+    assert not any(v.listed for v in compose.views_of(message, access, None))
